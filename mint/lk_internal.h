@@ -1,0 +1,35 @@
+/*
+ * lk_internal.h - helpers shared by the mint library's modules. Not
+ * installed; nothing here is part of the public API.
+ */
+#ifndef LK_INTERNAL_H
+#define LK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "latchkey/error.h"
+
+/* Fills `err` (if non-NULL) with `code` and a printf-style message and
+ * returns `code`, so callers can write `return lk__fail(err, LK_EINVAL, ...)`. */
+int lk__fail(lk_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* base64url without padding. Returns the encoded length; `out` must hold
+ * LK__B64URL_LEN(n) + 1 bytes and is NUL-terminated. */
+#define LK__B64URL_LEN(n) ((((n) + 2) / 3) * 4)
+size_t lk__b64url_encode(const uint8_t *in, size_t n, char *out);
+/* Decodes unpadded base64url; rejects padding, bad characters and
+ * non-canonical trailing bits. Returns the decoded length or -1. `out` must
+ * hold len * 3 / 4 + 1 bytes. */
+long lk__b64url_decode(const char *in, size_t len, uint8_t *out);
+
+/* Lowercase hex. `out` must hold 2n + 1 bytes. */
+void lk__hex_encode(const uint8_t *in, size_t n, char *out);
+/* Strict lowercase hex decode of exactly 2n chars; 0 on success, -1 else. */
+int lk__hex_decode(const char *in, size_t n, uint8_t *out);
+
+/* Fills `buf` from the OpenSSL CSPRNG; LK_ECRYPTO on failure. */
+int lk__random(void *buf, size_t n);
+
+#endif
