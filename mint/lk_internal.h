@@ -32,4 +32,11 @@ int lk__hex_decode(const char *in, size_t n, uint8_t *out);
 /* Fills `buf` from the OpenSSL CSPRNG; LK_ECRYPTO on failure. */
 int lk__random(void *buf, size_t n);
 
+/* Builds a capability from an already-parsed cJSON object (the `cap` claim
+ * of a token), with the same validation as lk_cap_parse. Implemented in
+ * cap.c. */
+struct cJSON;
+struct lk_cap;
+int lk__cap_from_cjson(const struct cJSON *obj, struct lk_cap **out, lk_error *err);
+
 #endif
