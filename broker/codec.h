@@ -59,8 +59,9 @@ lk_parse_rc lk_codec_parse(const char *buf, size_t len, lk_request *req,
                            char *why, size_t why_len);
 
 /* Copies JSON text `in` to `out` without insignificant whitespace, so that
- * it never contains a raw newline. `out` must hold `len` bytes. Returns the
- * length written. `in` must be valid JSON (as returned in lk_request.data). */
+ * it never contains a raw newline. `out` must hold `len` bytes; it may equal
+ * `in` (minify in place). Returns the length written. `in` must be valid
+ * JSON (as returned in lk_request.data). */
 size_t lk_codec_minify(const char *in, size_t len, char *out);
 
 /* Writes `s` as a JSON string (with quotes and escapes). Returns the length

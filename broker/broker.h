@@ -1,0 +1,109 @@
+/*
+ * broker.h - the state of one service loop: configuration, logger,
+ * counters, key table, channel registry, the lws context and the list of
+ * live sessions. Everything lives in one lk_broker owned by main(); the
+ * only process-wide state is the lws log hook (see listener.c), so a later
+ * change can run one loop per thread, each with its own SO_REUSEPORT
+ * listener.
+ *
+ * Thread safety: every field belongs to the service loop thread.
+ */
+#ifndef LK_BROKER_BROKER_H
+#define LK_BROKER_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <libwebsockets.h>
+
+#include "channel.h"
+#include "config.h"
+#include "keystore.h"
+#include "log.h"
+#include "metrics.h"
+
+typedef struct lk_session lk_session;
+
+/* Protocols on the one vhost. LK_PROTO_MAIN (index 0) serves HTTP and the
+ * latchkey.v1 WebSocket protocol; it is also lws's default protocol, so
+ * clients offering no subprotocol land on it. */
+enum {
+    LK_PROTO_MAIN = 0,
+    LK_PROTO_ACCEPTOR,   /* the adopted listen socket */
+    LK_PROTO_PRELUDE,    /* a new connection until its headers are read */
+    LK_PROTO_SIGNAL,     /* signalfd */
+    LK_PROTO_COUNT
+};
+
+/* Per-connection data of LK_PROTO_MAIN starts with this tag, so a callback
+ * can tell an HTTP transaction from a WebSocket session. */
+enum { LK_CONN_NONE = 0, LK_CONN_HTTP, LK_CONN_WS };
+
+/* Packed WRITEABLE frames stop growing at this size. */
+#define LK_PACK_BYTES 65536
+
+typedef struct lk_broker {
+    lk_config *cfg;               /* replaced on SIGHUP */
+    int argc;
+    char **argv;
+    lk_log *log;
+    lk_metrics metrics;
+    lk_keystore *keys;
+    lk_chanmap *channels;
+
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    struct lws *acceptor;
+    int listen_fd;
+    int port;
+    struct lws_protocols protocols[LK_PROTO_COUNT + 1];
+    lws_retry_bo_t retry;
+    lws_sorted_usec_list_t sul_poll;
+    lws_sorted_usec_list_t sul_stop;
+    lws_sorted_usec_list_t sul_accept;
+    int signal_fd;                /* -1 once lws owns it */
+
+    lk_session *sessions;         /* every WebSocket session */
+    size_t nsessions;
+    size_t open_sessions;         /* sessions past a successful connect */
+    size_t sockets;               /* open TCP connections */
+    size_t fd_limit;              /* soft RLIMIT_NOFILE after raising it */
+    uint64_t destroyed;           /* WSI_DESTROY events seen */
+
+    int stopping;
+    int done;
+    int64_t stop_deadline_us;
+
+    unsigned char *pack;          /* LWS_PRE + LK_PACK_BYTES */
+    char *scratch;                /* header copies and minified data */
+    size_t scratch_cap;
+} lk_broker;
+
+static inline int64_t lk_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t lk_now_ms(void)
+{
+    return lk_now_us() / 1000;
+}
+
+static inline int64_t lk_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The connection cap in force: --max-connections, or what the open-file
+ * limit allows. */
+size_t lk_broker_socket_limit(const lk_broker *b);
+
+/* Signal delivered through the signalfd (main.c). */
+void lk_broker_signal(lk_broker *b, int signo);
+
+#endif

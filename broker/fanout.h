@@ -1,0 +1,24 @@
+/*
+ * fanout.h - publishing: one message is minified and serialized once into
+ * a refcounted frame, recorded in the channel history, and queued by
+ * reference on every subscriber, each of which is asked for WRITEABLE.
+ * No per-subscriber allocation or JSON work happens here.
+ *
+ * Thread safety: service loop thread only.
+ */
+#ifndef LK_BROKER_FANOUT_H
+#define LK_BROKER_FANOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+
+/* Publishes `data` (valid JSON text, as sent by the publisher) on `ch`.
+ * `from` is the publisher's token sub, or NULL (server-side publishes).
+ * On success *seq is the message's channel seq. LK_ENOMEM or LK_EINVAL
+ * (data larger than the scratch buffer) on failure; nothing is sent then. */
+int lk_fanout_publish(lk_broker *b, lk_channel *ch, const char *data,
+                      size_t len, const char *from, uint64_t *seq);
+
+#endif

@@ -1,0 +1,335 @@
+/* http.c - HTTP routes on the broker's listener. */
+#include "http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "metrics.h"
+
+typedef struct lk_http_route {
+    const char *path;
+    int prefix;               /* match every path starting with `path` */
+    unsigned methods;         /* bit (1 << LWSHUMETH_*) per allowed method */
+    int reads_body;
+    lk_http_handler fn;
+} lk_http_route;
+
+typedef struct lk_http_conn {
+    int kind;                 /* LK_CONN_HTTP; first, see broker.h */
+    const lk_http_route *route;
+    int method;
+    char *path;
+    char *body;
+    size_t body_len;
+    size_t body_cap;
+    int too_large;
+    int close_after;          /* the request body was not read */
+    int pending;              /* response headers sent, body to write */
+    lk_http_resp resp;
+} lk_http_conn;
+
+#define M(m) (1u << (m))
+
+static void route_healthz(const lk_http_req *req, lk_http_resp *resp);
+static void route_metrics(const lk_http_req *req, lk_http_resp *resp);
+static void route_realtime(const lk_http_req *req, lk_http_resp *resp);
+
+static const lk_http_route routes[] = {
+    {"/healthz", 0, M(LWSHUMETH_GET), 0, route_healthz},
+    {"/metrics", 0, M(LWSHUMETH_GET), 0, route_metrics},
+    {"/v1/realtime", 0, M(LWSHUMETH_GET), 0, route_realtime},
+};
+
+static const char *const method_names[] = {
+    "GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE", "CONNECT", "HEAD"};
+
+size_t lk_http_conn_size(void)
+{
+    return sizeof(lk_http_conn);
+}
+
+int lk_http_resp_body(lk_http_resp *resp, int status, const char *content_type,
+                      const char *body, size_t len)
+{
+    free(resp->buf);
+    resp->buf = malloc(LWS_PRE + len + 1);
+    resp->status = status;
+    resp->content_type = content_type;
+    if (!resp->buf) {
+        resp->status = 500;
+        resp->len = 0;
+        return -1;
+    }
+    memcpy(resp->buf + LWS_PRE, body, len);
+    resp->len = len;
+    return 0;
+}
+
+int lk_http_resp_error(lk_http_resp *resp, int status, const char *code,
+                       const char *message)
+{
+    char msg[512], out[768];
+    size_t m = lk_codec_json_string(msg, sizeof msg, message, strlen(message));
+    if (!m)
+        m = (size_t)snprintf(msg, sizeof msg, "\"error\"");
+    int n = snprintf(out, sizeof out, "{\"error\":%.*s,\"code\":\"%s\"}", (int)m, msg,
+                     code);
+    return lk_http_resp_body(resp, status, "application/json", out, (size_t)n);
+}
+
+int lk_http_resp_header(lk_http_resp *resp, const char *name, const char *value)
+{
+    if (resp->nheaders >= LK_HTTP_MAX_HEADERS)
+        return -1;
+    lk_http_header *h = &resp->headers[resp->nheaders++];
+    h->name = name;
+    snprintf(h->value, sizeof h->value, "%s", value);
+    return 0;
+}
+
+/* ------------------------------------------------------------ routes */
+
+static void route_healthz(const lk_http_req *req, lk_http_resp *resp)
+{
+    static const char body[] = "{\"status\":\"ok\"}";
+    lk_http_resp_body(resp, 200, "application/json", body, sizeof body - 1);
+}
+
+static void route_metrics(const lk_http_req *req, lk_http_resp *resp)
+{
+    lk_broker *b = req->b;
+    lk_gauges g = {
+        .connections = b->open_sessions,
+        .sockets = b->sockets,
+        .subscriptions = lk_chanmap_subscriptions(b->channels),
+        .channels = lk_chanmap_channels(b->channels),
+        .keys = lk_keystore_count(b->keys),
+    };
+    size_t len;
+    char *text = lk_metrics_render(&b->metrics, &g, &len);
+    if (!text) {
+        lk_http_resp_error(resp, 500, "internal", "out of memory");
+        return;
+    }
+    lk_http_resp_body(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+static void route_realtime(const lk_http_req *req, lk_http_resp *resp)
+{
+    lk_http_resp_error(resp, 426, "bad_request",
+                       "WebSocket upgrade required (subprotocol latchkey.v1)");
+    lk_http_resp_header(resp, "Upgrade:", "websocket");
+}
+
+/* ------------------------------------------------------------ plumbing */
+
+void lk_http_cleanup(void *user)
+{
+    lk_http_conn *c = user;
+    if (!c || c->kind != LK_CONN_HTTP)
+        return;
+    free(c->path);
+    free(c->body);
+    free(c->resp.buf);
+    memset(c, 0, sizeof *c);
+    c->kind = LK_CONN_HTTP;
+}
+
+static const lk_http_route *find_route(const char *path, size_t len)
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        size_t rl = strlen(routes[i].path);
+        if (routes[i].prefix ? len >= rl && memcmp(path, routes[i].path, rl) == 0
+                             : len == rl && memcmp(path, routes[i].path, rl) == 0)
+            return &routes[i];
+    }
+    return NULL;
+}
+
+/* Writes the status line and headers now; the body goes out on
+ * HTTP_WRITEABLE. */
+static int respond(struct lws *wsi, lk_http_conn *c)
+{
+    lk_http_resp *r = &c->resp;
+    if (!r->buf)
+        lk_http_resp_error(r, 500, "internal", "no response");
+    unsigned char hdr[LWS_PRE + 2048];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned)r->status,
+                                    r->content_type ? r->content_type : "application/json",
+                                    (lws_filepos_t)r->len, &p, end))
+        return -1;
+    for (int i = 0; i < r->nheaders; i++)
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)r->headers[i].name,
+                                        (const unsigned char *)r->headers[i].value,
+                                        (int)strlen(r->headers[i].value), &p, end))
+            return -1;
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    c->pending = 1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int run_route(lk_broker *b, struct lws *wsi, lk_http_conn *c)
+{
+    lk_http_req req = {
+        .b = b,
+        .wsi = wsi,
+        .method = c->method,
+        .path = c->path ? c->path : "",
+        .path_len = c->path ? strlen(c->path) : 0,
+        .body = c->route->reads_body ? (c->body ? c->body : "") : NULL,
+        .body_len = c->body_len,
+    };
+    c->route->fn(&req, &c->resp);
+    return respond(wsi, c);
+}
+
+static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *path,
+                   size_t len)
+{
+    b->metrics.http_requests++;
+    char *uri;
+    int ulen;
+    c->method = lws_http_get_uri_and_method(wsi, &uri, &ulen);
+    /* Refusals below come before any body is read; such a connection is
+     * not reused. */
+    c->close_after = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+    const lk_http_route *route = find_route(path, len);
+    if (!route) {
+        lk_http_resp_error(&c->resp, 404, "not_found", "not found");
+        return respond(wsi, c);
+    }
+    if (c->method < 0 || c->method >= 32 || !(route->methods & M(c->method))) {
+        char allow[96] = "";
+        size_t n = 0;
+        for (int m = 0; m < (int)(sizeof method_names / sizeof method_names[0]); m++)
+            if (route->methods & M(m))
+                n += (size_t)snprintf(allow + n, sizeof allow - n, "%s%s",
+                                      n ? ", " : "", method_names[m]);
+        lk_http_resp_error(&c->resp, 405, "method_not_allowed", "method not allowed");
+        lk_http_resp_header(&c->resp, "Allow:", allow);
+        return respond(wsi, c);
+    }
+    c->route = route;
+    if (len > LK_HTTP_PATH_MAX) {
+        lk_http_resp_error(&c->resp, 414, "bad_request", "path too long");
+        return respond(wsi, c);
+    }
+    c->path = strndup(path, len);
+    if (!c->path)
+        return -1;
+    if (!route->reads_body)
+        return run_route(b, wsi, c);
+    c->close_after = 0;
+
+    char cl[32];
+    int n = lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    long long clen = n > 0 ? strtoll(cl, NULL, 10) : 0;
+    if (clen > LK_HTTP_BODY_MAX || n < 0) {
+        lk_http_resp_error(&c->resp, 413, "too_large", "request body too large");
+        c->too_large = 1; /* the unread body makes the connection unusable */
+        return respond(wsi, c);
+    }
+    if (clen <= 0)
+        return run_route(b, wsi, c);
+    return 0; /* the body arrives in HTTP_BODY */
+}
+
+static int on_body(struct lws *wsi, lk_http_conn *c, const char *in, size_t len)
+{
+    if (c->pending) {
+        /* Answered before the body: lws drops the writable request while
+         * it reads a body, so ask again. */
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (c->too_large)
+        return 0;
+    if (c->body_len + len > LK_HTTP_BODY_MAX) {
+        c->too_large = 1;
+        return 0;
+    }
+    if (c->body_len + len + 1 > c->body_cap) {
+        size_t ncap = c->body_cap ? c->body_cap * 2 : 1024;
+        while (ncap < c->body_len + len + 1)
+            ncap *= 2;
+        char *nb = realloc(c->body, ncap);
+        if (!nb)
+            return -1;
+        c->body = nb;
+        c->body_cap = ncap;
+    }
+    memcpy(c->body + c->body_len, in, len);
+    c->body_len += len;
+    c->body[c->body_len] = '\0';
+    return 0;
+}
+
+static int on_writeable(struct lws *wsi, lk_http_conn *c)
+{
+    if (!c->pending)
+        return 0;
+    c->pending = 0;
+    lk_http_resp *r = &c->resp;
+    if (lws_write(wsi, r->buf + LWS_PRE, r->len, LWS_WRITE_HTTP_FINAL) != (int)r->len)
+        return -1;
+    int keep = !c->too_large && !c->close_after;
+    lk_http_cleanup(c);
+    if (!keep || lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
+/* Only /v1/realtime upgrades to WebSocket; anything else is hung up. */
+static int confirm_upgrade(struct lws *wsi, const char *what, lk_broker *b)
+{
+    char uri[64];
+    if (!what || strcmp(what, "websocket") != 0)
+        return -1;
+    int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+    if (n <= 0 || strcmp(uri, "/v1/realtime") != 0)
+        return -1;
+    return 0;
+}
+
+int lk_http_callback(lk_broker *b, struct lws *wsi,
+                     enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    lk_http_conn *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        if (!c)
+            return -1;
+        lk_http_cleanup(c);
+        c->kind = LK_CONN_HTTP;
+        return on_http(b, wsi, c, in ? in : "", in ? strlen(in) : 0);
+    case LWS_CALLBACK_HTTP_BODY:
+        return c ? on_body(wsi, c, in, len) : -1;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (c && c->pending)
+            lws_callback_on_writable(wsi);
+        if (!c || !c->route || c->pending)
+            return 0;
+        if (c->too_large) {
+            lk_http_resp_error(&c->resp, 413, "too_large", "request body too large");
+            return respond(wsi, c);
+        }
+        return run_route(b, wsi, c);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return c ? on_writeable(wsi, c) : 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return confirm_upgrade(wsi, in, b);
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        lk_http_cleanup(c);
+        return 0;
+    default:
+        return -2;
+    }
+}

@@ -1,0 +1,321 @@
+/* listener.c - listen socket, lws context, protocols and their dispatch. */
+#define _GNU_SOURCE /* accept4 */
+#include "listener.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "prelude.h"
+#include "session.h"
+
+#define ACCEPT_BATCH 64              /* accepts per wakeup, for fairness */
+#define ACCEPT_PAUSE_US (100 * LWS_US_PER_MS)
+
+/* lws's log hook takes no user pointer; this is the one process-wide
+ * pointer the broker keeps, set while a context exists. */
+static lk_log *lws_log_sink;
+
+static void lws_log_emit(int level, const char *line)
+{
+    if (!lws_log_sink)
+        return;
+    /* lws reports every readbuf adoption at ERR level; it is routine. */
+    if (strstr(line, "adopt_socket_readbuf") || strstr(line, "deferring handling ah"))
+        return;
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    /* Never let a credential that lws might echo reach the log. */
+    if (strstr(line, "access_token") || strstr(line, "earer") || strstr(line, "eyJ"))
+        line = "(message withheld: it may contain a credential)", n = strlen(line);
+    lk_logline l;
+    if (lk_log_begin(&l, lws_log_sink, level & LLL_ERR ? LK_LOG_ERROR : LK_LOG_WARN,
+                     "lws")) {
+        lk_log_strn(&l, "detail", line, n);
+        lk_log_end(&l);
+    }
+}
+
+static lk_broker *broker_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* ------------------------------------------------------------ main protocol */
+
+static int main_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                   void *in, size_t len)
+{
+    lk_broker *b = broker_of(wsi);
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_CLOSED:
+        return lk_session_callback(b, wsi, reason, user, in, len);
+    case LWS_CALLBACK_WSI_DESTROY: {
+        /* Every wsi's last callback arrives here, whatever its protocol. */
+        b->destroyed++;
+        const struct lws_protocols *p = lws_get_protocol(wsi);
+        if (!p)
+            return 0;
+        if (p->id == LK_PROTO_PRELUDE) {
+            lk_prelude_destroy(b, user);
+        } else if (p->id == LK_PROTO_MAIN) {
+            b->sockets--;
+            if (user && *(int *)user == LK_CONN_WS)
+                lk_session_cleanup(b, user);
+            else
+                lk_http_cleanup(user);
+        }
+        return 0;
+    }
+    default:
+        break;
+    }
+    int rc = lk_http_callback(b, wsi, reason, user, in, len);
+    if (rc != -2)
+        return rc;
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ------------------------------------------------------------ acceptor */
+
+static void resume_accepting(lws_sorted_usec_list_t *sul)
+{
+    lk_broker *b = lws_container_of(sul, lk_broker, sul_accept);
+    if (b->acceptor && !b->stopping)
+        lws_rx_flow_control(b->acceptor, 1);
+}
+
+static void accept_batch(lk_broker *b)
+{
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(b->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                errno == ENOMEM) {
+                /* Out of descriptors: stop polling the listener for a
+                 * moment instead of spinning on it. */
+                lk_log_msg(b->log, LK_LOG_WARN, "accept paused", strerror(errno));
+                lws_rx_flow_control(b->acceptor, 0);
+                lws_sul_schedule(b->ctx, 0, &b->sul_accept, resume_accepting,
+                                 ACCEPT_PAUSE_US);
+            }
+            return;
+        }
+        if (b->stopping || b->sockets >= lk_broker_socket_limit(b)) {
+            if (!b->stopping)
+                b->metrics.refused[LK_REFUSED_CAPACITY]++;
+            close(fd);
+            continue;
+        }
+        b->sockets++;
+        lws_sock_file_fd_type d;
+        d.sockfd = fd;
+        uint64_t seen = b->destroyed;
+        struct lws *w = lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_SOCKET, d,
+                                                   "lk-prelude", NULL);
+        if (!w && b->destroyed == seen) {
+            close(fd);
+            b->sockets--;
+        }
+    }
+}
+
+static int acceptor_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                       void *in, size_t len)
+{
+    lk_broker *b = broker_of(wsi);
+    switch (reason) {
+    case LWS_CALLBACK_RAW_RX_FILE:
+        accept_batch(b);
+        return 0;
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+        b->acceptor = NULL;
+        b->listen_fd = -1;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int prelude_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                      void *in, size_t len)
+{
+    return lk_prelude_callback(broker_of(wsi), wsi, reason, user, in, len);
+}
+
+static int signal_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                     void *in, size_t len)
+{
+    if (reason != LWS_CALLBACK_RAW_RX_FILE)
+        return 0;
+    lk_broker *b = broker_of(wsi);
+    struct signalfd_siginfo si;
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(lws_get_socket_fd(wsi), &si, sizeof si);
+        if (n != (ssize_t)sizeof si)
+            break;
+        lk_broker_signal(b, (int)si.ssi_signo);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ setup */
+
+static int open_listen_socket(lk_broker *b, char *why, size_t why_len)
+{
+    const lk_config *cfg = b->cfg;
+    char port[8];
+    snprintf(port, sizeof port, "%d", cfg->listen_port);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(cfg->listen_host, port, &hints, &res);
+    if (rc) {
+        snprintf(why, why_len, "cannot resolve %s: %s", cfg->listen_host,
+                 gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0)
+            break;
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(why, why_len, "cannot listen on %s:%d: %s", cfg->listen_host,
+                 cfg->listen_port, strerror(err));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        b->port = ntohs(ss.ss_family == AF_INET6
+                            ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                            : ((struct sockaddr_in *)&ss)->sin_port);
+    b->listen_fd = fd;
+    return 0;
+}
+
+int lk_listener_start(lk_broker *b, char *why, size_t why_len)
+{
+    b->listen_fd = -1;
+    if (open_listen_socket(b, why, why_len))
+        return -1;
+
+    lws_log_sink = b->log;
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+
+    size_t pss = lk_session_size();
+    if (lk_http_conn_size() > pss)
+        pss = lk_http_conn_size();
+    /* A message frame is at most max_frame of data plus its envelope; a
+     * single send must be able to carry it whole. */
+    size_t tx = (size_t)b->cfg->max_frame + 4096;
+    if (tx < LK_PACK_BYTES + 1024)
+        tx = LK_PACK_BYTES + 1024;
+
+    struct lws_protocols *p = b->protocols;
+    memset(p, 0, sizeof b->protocols);
+    p[LK_PROTO_MAIN] = (struct lws_protocols){"latchkey.v1", main_cb, pss, 0,
+                                              LK_PROTO_MAIN, NULL, tx};
+    p[LK_PROTO_ACCEPTOR] = (struct lws_protocols){"lk-acceptor", acceptor_cb, 0, 0,
+                                                  LK_PROTO_ACCEPTOR, NULL, 0};
+    p[LK_PROTO_PRELUDE] = (struct lws_protocols){"lk-prelude", prelude_cb,
+                                                 lk_prelude_conn_size(), 0,
+                                                 LK_PROTO_PRELUDE, NULL, 0};
+    p[LK_PROTO_SIGNAL] = (struct lws_protocols){"lk-signal", signal_cb, 0, 0,
+                                                LK_PROTO_SIGNAL, NULL, 0};
+
+    b->retry = (lws_retry_bo_t){
+        .secs_since_valid_ping = (uint16_t)b->cfg->ping_interval,
+        .secs_since_valid_hangup = (uint16_t)(2 * b->cfg->ping_interval),
+    };
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = p;
+    info.user = b;
+    info.vhost_name = "latchkey";
+    info.max_http_header_data = LK_MAX_HEADER_DATA;
+    info.retry_and_idle_policy = &b->retry;
+    info.timeout_secs = 10;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    b->ctx = lws_create_context(&info);
+    if (!b->ctx) {
+        snprintf(why, why_len, "cannot create the lws context");
+        close(b->listen_fd);
+        b->listen_fd = -1;
+        return -1;
+    }
+    b->vh = lws_get_vhost_by_name(b->ctx, "latchkey");
+    if (!b->vh) {
+        snprintf(why, why_len, "lws created no vhost");
+        goto fail;
+    }
+    lws_sock_file_fd_type d;
+    d.filefd = b->listen_fd;
+    b->acceptor = lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_RAW_FILE_DESC, d,
+                                             "lk-acceptor", NULL);
+    if (!b->acceptor) {
+        snprintf(why, why_len, "cannot adopt the listen socket");
+        goto fail;
+    }
+    d.filefd = b->signal_fd;
+    if (!lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_RAW_FILE_DESC, d, "lk-signal",
+                                    NULL)) {
+        snprintf(why, why_len, "cannot adopt the signal descriptor");
+        goto fail;
+    }
+    b->signal_fd = -1;
+    return 0;
+fail:
+    lk_listener_destroy(b);
+    return -1;
+}
+
+void lk_listener_stop_accepting(lk_broker *b)
+{
+    if (b->acceptor)
+        lws_set_timeout(b->acceptor, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+void lk_listener_destroy(lk_broker *b)
+{
+    /* Once adopted, lws closes the listen socket itself. */
+    int own_fd = b->listen_fd >= 0 && !b->acceptor;
+    if (b->ctx) {
+        lws_context_destroy(b->ctx);
+        b->ctx = NULL;
+    }
+    if (own_fd)
+        close(b->listen_fd);
+    b->listen_fd = -1;
+    b->acceptor = NULL;
+    b->vh = NULL;
+    lws_log_sink = NULL;
+}

@@ -1,0 +1,66 @@
+/*
+ * metrics.h - the broker's counters and their Prometheus text rendering
+ * for GET /metrics.
+ *
+ * Counters are plain fields bumped by the modules that see the event; the
+ * service loop owns them, so no atomics are needed. Gauges (current
+ * connections, subscriptions, channels) are passed in at render time.
+ *
+ * Ownership: lk_metrics_render returns a string the caller frees with free().
+ * Thread safety: service loop thread only.
+ */
+#ifndef LK_BROKER_METRICS_H
+#define LK_BROKER_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Why a WebSocket connect was refused. */
+typedef enum lk_refusal {
+    LK_REFUSED_UNAUTHORIZED = 0,  /* missing or invalid token (4401) */
+    LK_REFUSED_TOKEN_EXPIRED,     /* 4401 */
+    LK_REFUSED_FORBIDDEN,         /* revoked key or cap beyond scopes (4403) */
+    LK_REFUSED_ORIGIN,            /* Origin not allowed (4403) */
+    LK_REFUSED_CAPACITY,          /* connection limit reached */
+    LK_REFUSED_COUNT
+} lk_refusal;
+
+/* Outcome of one token verification (connect or in-band auth). */
+typedef enum lk_verify_outcome {
+    LK_VERIFY_OK = 0,
+    LK_VERIFY_EXPIRED,
+    LK_VERIFY_INVALID,     /* any other 4401 reason */
+    LK_VERIFY_FORBIDDEN,   /* 4403 reasons */
+    LK_VERIFY_COUNT
+} lk_verify_outcome;
+
+typedef struct lk_metrics {
+    uint64_t connections_total;        /* accepted WebSocket sessions */
+    uint64_t refused[LK_REFUSED_COUNT];
+    uint64_t verifications[LK_VERIFY_COUNT];
+    uint64_t messages_published;
+    uint64_t messages_delivered;       /* message frames queued to subscribers */
+    uint64_t bytes_out;                /* WebSocket payload bytes written */
+    uint64_t slow_consumer_drops;
+    uint64_t rate_limited;             /* publishes refused with rate_limited */
+    uint64_t rate_limit_closes;
+    uint64_t revocation_kicks;
+    uint64_t expiry_closes;
+    uint64_t protocol_errors;          /* closes with 4400 or 4413 */
+    uint64_t http_requests;
+} lk_metrics;
+
+typedef struct lk_gauges {
+    uint64_t connections;      /* open WebSocket sessions */
+    uint64_t sockets;          /* open TCP connections (HTTP included) */
+    uint64_t subscriptions;
+    uint64_t channels;
+    uint64_t keys;
+} lk_gauges;
+
+const char *lk_refusal_name(lk_refusal r);
+
+/* Prometheus text exposition format 0.0.4. NULL on ENOMEM. */
+char *lk_metrics_render(const lk_metrics *m, const lk_gauges *g, size_t *len);
+
+#endif

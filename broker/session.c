@@ -1,0 +1,809 @@
+/* session.c - per-connection state and the latchkey.v1 ops. */
+#include "session.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "auth.h"
+#include "codec.h"
+#include "fanout.h"
+
+enum { S_NEW = 0, S_OPEN, S_CLOSING };
+enum { T_NONE = 0, T_WARN, T_EXPIRE };
+
+#define REPLY_BYTES 4096          /* any reply but `message` fits */
+#define QUEUE_INITIAL 8
+#define RATE_WINDOW_MS 10000
+#define CLOSE_GRACE_SECS 2        /* then a peer that stopped reading is cut */
+
+struct lk_session {
+    int kind;                     /* LK_CONN_WS; first, see broker.h */
+    int state;
+    int cleaned;
+    int counted_open;
+    struct lws *wsi;
+    lk_broker *b;
+    lk_session *prev, *next;
+    lk_claims *claims;
+
+    lk_frame **q;                 /* ring of queued frames */
+    uint32_t qcap, qhead, qlen;
+    size_t qbytes;
+
+    char *rx;                     /* only while a fragmented message arrives */
+    size_t rxlen, rxcap;
+
+    lk_sublist subs;
+
+    double tokens;                /* publish token bucket */
+    int64_t bucket_us;
+    int64_t refused_since_ms;     /* start of the current 10 s window */
+    uint64_t refused;
+
+    lws_sorted_usec_list_t sul;
+    int timer;
+
+    int close_code;
+    char close_reason[48];
+    char conn_id[17];
+};
+
+size_t lk_session_size(void)
+{
+    return sizeof(lk_session);
+}
+
+/* ------------------------------------------------------------ queue */
+
+static void queue_clear(lk_session *s)
+{
+    for (uint32_t i = 0; i < s->qlen; i++)
+        lk_frame_unref(s->q[(s->qhead + i) % s->qcap]);
+    free(s->q);
+    s->q = NULL;
+    s->qcap = s->qhead = s->qlen = 0;
+    s->qbytes = 0;
+}
+
+static int queue_grow(lk_session *s)
+{
+    uint32_t ncap = s->qcap ? s->qcap * 2 : QUEUE_INITIAL;
+    lk_frame **nq = malloc(ncap * sizeof *nq);
+    if (!nq)
+        return -1;
+    for (uint32_t i = 0; i < s->qlen; i++)
+        nq[i] = s->q[(s->qhead + i) % s->qcap];
+    free(s->q);
+    s->q = nq;
+    s->qcap = ncap;
+    s->qhead = 0;
+    return 0;
+}
+
+static void queue_pop(lk_session *s, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        lk_frame *f = s->q[s->qhead];
+        s->qbytes -= f->len;
+        lk_frame_unref(f);
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+    }
+    if (!s->qlen && s->qcap > QUEUE_INITIAL) {
+        /* Give back a queue that grew during a burst. */
+        free(s->q);
+        s->q = NULL;
+        s->qcap = s->qhead = 0;
+    }
+}
+
+static void begin_close(lk_session *s, int code, const char *reason);
+
+static void slow_consumer(lk_session *s)
+{
+    lk_broker *b = s->b;
+    b->metrics.slow_consumer_drops++;
+    lk_logline l;
+    if (lk_log_begin(&l, b->log, LK_LOG_WARN, "slow consumer dropped")) {
+        lk_log_str(&l, "conn_id", s->conn_id);
+        lk_log_int(&l, "queued_messages", s->qlen);
+        lk_log_int(&l, "queued_bytes", (int64_t)s->qbytes);
+        lk_log_end(&l);
+    }
+    queue_clear(s);
+    begin_close(s, 4408, "slow consumer");
+}
+
+/* `final` frames (the error before a close) bypass the limits and the
+ * closing state. */
+static int queue_push(lk_session *s, lk_frame *f, int final)
+{
+    if (s->state == S_CLOSING && !final)
+        return -1;
+    const lk_config *cfg = s->b->cfg;
+    if (!final && s->qlen &&
+        ((int64_t)s->qlen >= cfg->send_queue_messages ||
+         (int64_t)(s->qbytes + f->len) > cfg->send_queue_bytes)) {
+        slow_consumer(s);
+        return -1;
+    }
+    if (s->qlen == s->qcap && queue_grow(s)) {
+        if (!final)
+            slow_consumer(s);
+        return -1;
+    }
+    s->q[(s->qhead + s->qlen) % s->qcap] = lk_frame_ref(f);
+    s->qlen++;
+    s->qbytes += f->len;
+    lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
+int lk_session_enqueue(lk_session *s, lk_frame *f)
+{
+    return queue_push(s, f, 0);
+}
+
+/* Copies a reply into its own frame and queues it. */
+static int send_text(lk_session *s, const char *text, size_t n, int final)
+{
+    if (!n)
+        return -1;
+    lk_frame *f = lk_frame_new(n);
+    if (!f)
+        return -1;
+    memcpy(lk_frame_payload(f), text, n);
+    f->len = (uint32_t)n;
+    int rc = queue_push(s, f, final);
+    lk_frame_unref(f);
+    return rc;
+}
+
+static void send_error(lk_session *s, int has_id, int64_t id, const char *code,
+                       const char *msg)
+{
+    char out[REPLY_BYTES];
+    send_text(s, out, lk_codec_error(out, sizeof out, has_id, id, code, msg), 0);
+}
+
+/* ------------------------------------------------------------ closing */
+
+static void begin_close(lk_session *s, int code, const char *reason)
+{
+    if (s->state == S_CLOSING)
+        return;
+    s->state = S_CLOSING;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
+    lws_sul_cancel(&s->sul);
+    s->timer = T_NONE;
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
+    lws_callback_on_writable(s->wsi);
+}
+
+/* Sends one `error` frame, then closes with `code`. */
+static void close_with_error(lk_session *s, int code, const char *reason,
+                             int has_id, int64_t id, const char *err_code,
+                             const char *msg)
+{
+    if (s->state == S_CLOSING)
+        return;
+    char out[REPLY_BYTES];
+    send_text(s, out, lk_codec_error(out, sizeof out, has_id, id, err_code, msg), 1);
+    begin_close(s, code, reason);
+}
+
+static void protocol_error(lk_session *s, int code, const char *msg)
+{
+    s->b->metrics.protocol_errors++;
+    lk_logline l;
+    if (lk_log_begin(&l, s->b->log, LK_LOG_DEBUG, "protocol error")) {
+        lk_log_str(&l, "conn_id", s->conn_id);
+        lk_log_int(&l, "close", code);
+        lk_log_str(&l, "error", msg);
+        lk_log_end(&l);
+    }
+    close_with_error(s, code, code == 4413 ? "frame too large" : "protocol error",
+                     0, 0, code == 4413 ? "too_large" : "bad_request", msg);
+}
+
+/* ------------------------------------------------------------ timers */
+
+static void on_timer(lws_sorted_usec_list_t *sul);
+
+static void schedule_timer(lk_session *s, int64_t at_us)
+{
+    int64_t delta = at_us - lk_now_us();
+    if (delta < 1)
+        delta = 1;
+    lws_sul_schedule(s->b->ctx, 0, &s->sul, on_timer, delta);
+}
+
+static void send_expiring(lk_session *s)
+{
+    int64_t left = lk_claims_exp(s->claims) - lk_now_us() / 1000000;
+    char out[128];
+    send_text(s, out, lk_codec_token_expiring(out, sizeof out, left < 0 ? 0 : left), 0);
+}
+
+/* token_expiring 30 s before exp (half the lifetime for tokens under a
+ * minute), then the close at exp. A warning already due is sent now. */
+static void arm_expiry(lk_session *s)
+{
+    int64_t exp = lk_claims_exp(s->claims);
+    int64_t ttl = exp - lk_claims_iat(s->claims);
+    int64_t exp_us = exp * 1000000;
+    int64_t warn_us = ttl < 60 ? exp_us - ttl * 500000 : exp_us - 30 * 1000000LL;
+    lws_sul_cancel(&s->sul);
+    if (lk_now_us() < warn_us) {
+        s->timer = T_WARN;
+        schedule_timer(s, warn_us);
+        return;
+    }
+    send_expiring(s);
+    s->timer = T_EXPIRE;
+    schedule_timer(s, exp_us);
+}
+
+static void on_timer(lws_sorted_usec_list_t *sul)
+{
+    lk_session *s = lws_container_of(sul, lk_session, sul);
+    if (s->state != S_OPEN)
+        return;
+    if (s->timer == T_WARN) {
+        send_expiring(s);
+        s->timer = T_EXPIRE;
+        schedule_timer(s, lk_claims_exp(s->claims) * 1000000);
+        return;
+    }
+    s->timer = T_NONE;
+    s->b->metrics.expiry_closes++;
+    lk_logline l;
+    if (lk_log_begin(&l, s->b->log, LK_LOG_INFO, "token expired")) {
+        lk_log_str(&l, "conn_id", s->conn_id);
+        lk_log_str(&l, "kid", lk_claims_kid(s->claims));
+        lk_log_end(&l);
+    }
+    close_with_error(s, 4401, "token expired", 0, 0, "token_expired",
+                     "token expired");
+}
+
+/* ------------------------------------------------------------ connect */
+
+static void log_peer(lk_logline *l, struct lws *wsi)
+{
+    char ip[64];
+    const char *p = lws_get_peer_simple(wsi, ip, sizeof ip);
+    lk_log_str(l, "ip", p ? p : "");
+}
+
+static void refuse(lk_session *s, lk_refusal why, const char *code,
+                   const char *msg, int close_code)
+{
+    lk_broker *b = s->b;
+    b->metrics.refused[why]++;
+    lk_logline l;
+    if (lk_log_begin(&l, b->log, LK_LOG_INFO, "connect refused")) {
+        lk_log_str(&l, "conn_id", s->conn_id);
+        lk_log_str(&l, "reason", lk_refusal_name(why));
+        lk_log_str(&l, "error", msg);
+        lk_log_int(&l, "close", close_code);
+        log_peer(&l, s->wsi);
+        lk_log_end(&l);
+    }
+    close_with_error(s, close_code, code, 0, 0, code, msg);
+}
+
+static void on_established(lk_broker *b, lk_session *s, struct lws *wsi)
+{
+    s->kind = LK_CONN_WS;
+    s->wsi = wsi;
+    s->b = b;
+    s->next = b->sessions;
+    if (b->sessions)
+        b->sessions->prev = s;
+    b->sessions = s;
+    b->nsessions++;
+
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        memset(rnd, 0, sizeof rnd);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 8; i++) {
+        s->conn_id[2 * i] = hex[rnd[i] >> 4];
+        s->conn_id[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    s->conn_id[16] = '\0';
+
+    if (b->stopping) {
+        begin_close(s, 1001, "broker shutting down");
+        return;
+    }
+    if (!lk_auth_origin_ok(b, wsi)) {
+        refuse(s, LK_REFUSED_ORIGIN, "forbidden", "origin not allowed", 4403);
+        return;
+    }
+    const char *tok;
+    size_t tok_len;
+    if (!lk_auth_find_token(wsi, b->scratch, b->scratch_cap, &tok, &tok_len)) {
+        refuse(s, LK_REFUSED_UNAUTHORIZED, "unauthorized", "missing token", 4401);
+        return;
+    }
+    lk_error err = {0};
+    lk_claims *claims = NULL;
+    int rc = lk_auth_verify(b, tok, tok_len, &claims, &err);
+    if (rc != LK_OK) {
+        lk_refusal why = rc == LK_ETOKEN_EXPIRED ? LK_REFUSED_TOKEN_EXPIRED
+                         : lk_auth_close_code(rc) == 4403 ? LK_REFUSED_FORBIDDEN
+                                                          : LK_REFUSED_UNAUTHORIZED;
+        refuse(s, why, lk_auth_error_code(rc),
+               err.message[0] ? err.message : lk_strerror(rc),
+               lk_auth_close_code(rc));
+        return;
+    }
+
+    s->claims = claims;
+    s->state = S_OPEN;
+    s->counted_open = 1;
+    b->open_sessions++;
+    b->metrics.connections_total++;
+    s->tokens = (double)b->cfg->publish_burst;
+    s->bucket_us = lk_mono_us();
+
+    char out[REPLY_BYTES];
+    send_text(s, out,
+              lk_codec_welcome(out, sizeof out, s->conn_id, lk_claims_sub(claims),
+                               lk_claims_workspace(claims), lk_claims_exp(claims),
+                               lk_now_ms(), (size_t)b->cfg->max_frame), 0);
+    arm_expiry(s);
+
+    lk_logline l;
+    if (lk_log_begin(&l, b->log, LK_LOG_INFO, "connect accepted")) {
+        lk_log_str(&l, "conn_id", s->conn_id);
+        lk_log_str(&l, "kid", lk_claims_kid(claims));
+        lk_log_str(&l, "workspace", lk_claims_workspace(claims));
+        lk_log_str(&l, "sub", lk_claims_sub(claims));
+        lk_log_int(&l, "expires_at", lk_claims_exp(claims));
+        log_peer(&l, wsi);
+        lk_log_end(&l);
+    }
+}
+
+/* ------------------------------------------------------------ ops */
+
+static const char *workspace_of(const lk_session *s, size_t *len)
+{
+    const char *ws = lk_claims_workspace(s->claims);
+    if (!ws)
+        ws = "";
+    *len = strlen(ws);
+    return ws;
+}
+
+static void op_subscribe(lk_session *s, const lk_request *req)
+{
+    lk_broker *b = s->b;
+    char msg[320];
+    if (!lk_cap_allows(lk_claims_cap(s->claims), LK_ACT_SUBSCRIBE, req->channel.p,
+                       req->channel.len)) {
+        snprintf(msg, sizeof msg, "capability does not allow realtime:subscribe on %.*s",
+                 (int)req->channel.len, req->channel.p);
+        send_error(s, req->has_id, req->id, "forbidden", msg);
+        return;
+    }
+    size_t ws_len;
+    const char *ws = workspace_of(s, &ws_len);
+    lk_channel *ch = lk_chanmap_find(b->channels, ws, ws_len, req->channel.p,
+                                     req->channel.len);
+    if (!ch || !lk_sublist_find(&s->subs, ch)) {
+        if ((int64_t)s->subs.count >= b->cfg->max_subscriptions) {
+            snprintf(msg, sizeof msg, "subscription limit reached (%" PRId64 ")",
+                     b->cfg->max_subscriptions);
+            send_error(s, req->has_id, req->id, "bad_request", msg);
+            return;
+        }
+        if (!ch)
+            ch = lk_chanmap_get(b->channels, ws, ws_len, req->channel.p,
+                                req->channel.len);
+        if (!ch || !lk_chanmap_subscribe(b->channels, ch, s, &s->subs)) {
+            send_error(s, req->has_id, req->id, "internal", "out of memory");
+            return;
+        }
+    }
+    char out[REPLY_BYTES];
+    send_text(s, out, lk_codec_subscribed(out, sizeof out, req->has_id, req->id,
+                                          req->channel, lk_channel_seq(ch)), 0);
+    if (!req->has_since)
+        return;
+    size_t n = lk_channel_history_len(ch);
+    for (size_t i = 0; i < n; i++) {
+        lk_frame *f = lk_channel_history_at(ch, i);
+        if (f->seq > req->since && queue_push(s, f, 0))
+            return;
+    }
+}
+
+static void op_unsubscribe(lk_session *s, const lk_request *req)
+{
+    lk_broker *b = s->b;
+    size_t ws_len;
+    const char *ws = workspace_of(s, &ws_len);
+    lk_channel *ch = lk_chanmap_find(b->channels, ws, ws_len, req->channel.p,
+                                     req->channel.len);
+    lk_sub *sub = ch ? lk_sublist_find(&s->subs, ch) : NULL;
+    if (!sub) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "not subscribed to %.*s", (int)req->channel.len,
+                 req->channel.p);
+        send_error(s, req->has_id, req->id, "not_subscribed", msg);
+        return;
+    }
+    lk_chanmap_unsubscribe(b->channels, &s->subs, sub);
+    char out[REPLY_BYTES];
+    send_text(s, out, lk_codec_unsubscribed(out, sizeof out, req->has_id, req->id,
+                                            req->channel, NULL), 0);
+}
+
+/* Token bucket: `publish_rate` per second, up to `publish_burst`. */
+static int rate_ok(lk_session *s)
+{
+    const lk_config *cfg = s->b->cfg;
+    if (!cfg->publish_rate)
+        return 1;
+    int64_t now = lk_mono_us();
+    s->tokens += (double)(now - s->bucket_us) * (double)cfg->publish_rate / 1e6;
+    s->bucket_us = now;
+    if (s->tokens > (double)cfg->publish_burst)
+        s->tokens = (double)cfg->publish_burst;
+    if (s->tokens >= 1.0) {
+        s->tokens -= 1.0;
+        return 1;
+    }
+    return 0;
+}
+
+static void rate_limited(lk_session *s, const lk_request *req)
+{
+    lk_broker *b = s->b;
+    b->metrics.rate_limited++;
+    int64_t now = lk_mono_us() / 1000;
+    if (!s->refused || now - s->refused_since_ms >= RATE_WINDOW_MS) {
+        s->refused_since_ms = now;
+        s->refused = 0;
+    }
+    s->refused++;
+    int64_t limit = b->cfg->rate_limit_close;
+    if (limit && s->refused >= (uint64_t)limit) {
+        b->metrics.rate_limit_closes++;
+        lk_logline l;
+        if (lk_log_begin(&l, b->log, LK_LOG_WARN, "rate limit close")) {
+            lk_log_str(&l, "conn_id", s->conn_id);
+            lk_log_int(&l, "refused", (int64_t)s->refused);
+            lk_log_end(&l);
+        }
+        close_with_error(s, 4429, "rate limited", req->has_id, req->id,
+                         "rate_limited", "publish rate exceeded");
+        return;
+    }
+    send_error(s, req->has_id, req->id, "rate_limited", "publish rate exceeded");
+}
+
+static void op_publish(lk_session *s, const lk_request *req)
+{
+    lk_broker *b = s->b;
+    if (!lk_cap_allows(lk_claims_cap(s->claims), LK_ACT_PUBLISH, req->channel.p,
+                       req->channel.len)) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "capability does not allow realtime:publish on %.*s",
+                 (int)req->channel.len, req->channel.p);
+        send_error(s, req->has_id, req->id, "forbidden", msg);
+        return;
+    }
+    if (!rate_ok(s)) {
+        rate_limited(s, req);
+        return;
+    }
+    size_t ws_len;
+    const char *ws = workspace_of(s, &ws_len);
+    lk_channel *ch = lk_chanmap_get(b->channels, ws, ws_len, req->channel.p,
+                                    req->channel.len);
+    uint64_t seq = 0;
+    if (!ch || lk_fanout_publish(b, ch, req->data.p, req->data.len,
+                                 lk_claims_sub(s->claims), &seq) != LK_OK) {
+        send_error(s, req->has_id, req->id, "internal", "publish failed");
+        return;
+    }
+    if (req->has_id) {
+        char out[REPLY_BYTES];
+        send_text(s, out, lk_codec_ack(out, sizeof out, 1, req->id, req->channel, seq), 0);
+    }
+}
+
+static int same_str(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+static void op_auth(lk_session *s, const lk_request *req)
+{
+    lk_broker *b = s->b;
+    lk_error err = {0};
+    lk_claims *nc = NULL;
+    int rc = lk_auth_verify(b, req->token.p, req->token.len, &nc, &err);
+    if (rc != LK_OK) {
+        send_error(s, req->has_id, req->id, lk_auth_error_code(rc),
+                   err.message[0] ? err.message : lk_strerror(rc));
+        return;
+    }
+    if (!same_str(lk_claims_workspace(nc), lk_claims_workspace(s->claims))) {
+        lk_claims_destroy(nc);
+        send_error(s, req->has_id, req->id, "forbidden",
+                   "token belongs to another workspace");
+        return;
+    }
+    if (!same_str(lk_claims_sub(nc), lk_claims_sub(s->claims))) {
+        lk_claims_destroy(nc);
+        send_error(s, req->has_id, req->id, "forbidden",
+                   "token sub differs from the connection's");
+        return;
+    }
+    const lk_cap *cap = lk_claims_cap(nc);
+    char out[REPLY_BYTES];
+    lk_sub *sub = s->subs.head;
+    while (sub) {
+        lk_sub *next = sub->snext;
+        size_t nlen;
+        const char *name = lk_channel_name(sub->ch, &nlen);
+        if (!lk_cap_allows(cap, LK_ACT_SUBSCRIBE, name, nlen)) {
+            lk_span chan = {name, nlen};
+            send_text(s, out, lk_codec_unsubscribed(out, sizeof out, 0, 0, chan,
+                                                    "capability_revoked"), 0);
+            lk_chanmap_unsubscribe(b->channels, &s->subs, sub);
+        }
+        sub = next;
+    }
+    lk_claims *old = s->claims;
+    s->claims = nc;
+    lk_claims_destroy(old);
+    send_text(s, out, lk_codec_authed(out, sizeof out, req->has_id, req->id,
+                                      lk_claims_exp(nc)), 0);
+    arm_expiry(s);
+    lk_logline l;
+    if (lk_log_begin(&l, b->log, LK_LOG_INFO, "token renewed")) {
+        lk_log_str(&l, "conn_id", s->conn_id);
+        lk_log_str(&l, "kid", lk_claims_kid(nc));
+        lk_log_int(&l, "expires_at", lk_claims_exp(nc));
+        lk_log_end(&l);
+    }
+}
+
+static void handle_message(lk_session *s, const char *buf, size_t len)
+{
+    lk_request req;
+    char why[160];
+    why[0] = '\0';
+    memset(&req, 0, sizeof req);
+    lk_parse_rc rc = lk_codec_parse(buf, len, &req, why, sizeof why);
+    if (rc == LK_PARSE_PROTOCOL) {
+        protocol_error(s, 4400, why[0] ? why : "protocol error");
+        return;
+    }
+    if (rc != LK_PARSE_OK) {
+        send_error(s, req.has_id, req.id, "bad_request", why[0] ? why : "bad request");
+        return;
+    }
+    switch (req.op) {
+    case LK_OP_SUBSCRIBE:
+        op_subscribe(s, &req);
+        break;
+    case LK_OP_UNSUBSCRIBE:
+        op_unsubscribe(s, &req);
+        break;
+    case LK_OP_PUBLISH:
+        op_publish(s, &req);
+        break;
+    case LK_OP_AUTH:
+        op_auth(s, &req);
+        break;
+    case LK_OP_PING: {
+        char out[128];
+        send_text(s, out, lk_codec_pong(out, sizeof out, req.has_id, req.id), 0);
+        break;
+    }
+    default:
+        protocol_error(s, 4400, "unknown op");
+        break;
+    }
+}
+
+/* Messages arrive in pieces when they span several frames or exceed the
+ * rx buffer; single-piece messages are handled in place, the rest are
+ * reassembled in a buffer that exists only while they arrive. */
+static void on_receive(lk_session *s, struct lws *wsi, const char *in, size_t len)
+{
+    if (s->state != S_OPEN)
+        return;
+    lws_validity_confirmed(wsi);
+    if (lws_frame_is_binary(wsi)) {
+        protocol_error(s, 4400, "binary frames are not supported");
+        return;
+    }
+    size_t max = (size_t)s->b->cfg->max_frame;
+    int first = lws_is_first_fragment(wsi);
+    int final = lws_is_final_fragment(wsi);
+    size_t remaining = lws_remaining_packet_payload(wsi);
+    if (first) {
+        s->rxlen = 0;
+        if (final) {
+            if (len > max) {
+                protocol_error(s, 4413, "frame larger than max_frame");
+                return;
+            }
+            handle_message(s, in, len);
+            return;
+        }
+    }
+    if (s->rxlen + len + remaining > max) {
+        free(s->rx);
+        s->rx = NULL;
+        s->rxlen = s->rxcap = 0;
+        protocol_error(s, 4413, "frame larger than max_frame");
+        return;
+    }
+    size_t need = s->rxlen + len + remaining;
+    if (need > s->rxcap) {
+        size_t ncap = s->rxcap ? s->rxcap * 2 : 4096;
+        while (ncap < need)
+            ncap *= 2;
+        if (ncap > max)
+            ncap = max;
+        char *nrx = realloc(s->rx, ncap);
+        if (!nrx) {
+            close_with_error(s, 1011, "out of memory", 0, 0, "internal", "out of memory");
+            return;
+        }
+        s->rx = nrx;
+        s->rxcap = ncap;
+    }
+    memcpy(s->rx + s->rxlen, in, len);
+    s->rxlen += len;
+    if (!final)
+        return;
+    handle_message(s, s->rx, s->rxlen);
+    free(s->rx);
+    s->rx = NULL;
+    s->rxlen = s->rxcap = 0;
+}
+
+/* ------------------------------------------------------------ writing */
+
+static int on_writeable(lk_session *s, struct lws *wsi)
+{
+    lk_broker *b = s->b;
+    if (lws_partial_buffered(wsi)) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (!s->qlen) {
+        if (s->state != S_CLOSING)
+            return 0;
+        lws_close_reason(wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+        return -1;
+    }
+    lk_frame *f = s->q[s->qhead];
+    unsigned char *p = lk_frame_payload(f);
+    size_t n = f->len;
+    uint32_t count = 1;
+    if (s->qlen > 1 && f->len < LK_PACK_BYTES) {
+        /* Several messages waiting: pack them into one text frame,
+         * newline-separated, as the SPEC allows. */
+        unsigned char *out = b->pack + LWS_PRE;
+        memcpy(out, p, f->len);
+        n = f->len;
+        while (count < s->qlen) {
+            lk_frame *g = s->q[(s->qhead + count) % s->qcap];
+            if (n + 1 + g->len > LK_PACK_BYTES)
+                break;
+            out[n++] = '\n';
+            memcpy(out + n, lk_frame_payload(g), g->len);
+            n += g->len;
+            count++;
+        }
+        if (count > 1)
+            p = out;
+        else
+            n = f->len;
+    }
+    int w = lws_write(wsi, p, n, LWS_WRITE_TEXT);
+    if (w < 0)
+        return -1;
+    b->metrics.bytes_out += n;
+    queue_pop(s, count);
+    if (s->qlen || s->state == S_CLOSING)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+void lk_session_cleanup(lk_broker *b, void *user)
+{
+    lk_session *s = user;
+    if (!s || s->kind != LK_CONN_WS || s->cleaned)
+        return;
+    s->cleaned = 1;
+    lws_sul_cancel(&s->sul);
+    lk_chanmap_unsubscribe_all(b->channels, &s->subs);
+    queue_clear(s);
+    free(s->rx);
+    s->rx = NULL;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        b->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    b->nsessions--;
+    if (s->counted_open)
+        b->open_sessions--;
+    lk_logline l;
+    if (lk_log_begin(&l, b->log, LK_LOG_DEBUG, "disconnected")) {
+        lk_log_str(&l, "conn_id", s->conn_id);
+        if (s->close_code)
+            lk_log_int(&l, "close", s->close_code);
+        lk_log_end(&l);
+    }
+    lk_claims_destroy(s->claims);
+    s->claims = NULL;
+}
+
+int lk_session_callback(lk_broker *b, struct lws *wsi,
+                        enum lws_callback_reasons reason, void *user,
+                        void *in, size_t len)
+{
+    lk_session *s = user;
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        on_established(b, s, wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        on_receive(s, wsi, in, len);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return on_writeable(s, wsi);
+    case LWS_CALLBACK_CLOSED:
+        lk_session_cleanup(b, s);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+void lk_sessions_recheck_keys(lk_broker *b)
+{
+    for (lk_session *s = b->sessions; s; s = s->next) {
+        if (s->state != S_OPEN || lk_keystore_active(b->keys, lk_claims_kid(s->claims)))
+            continue;
+        b->metrics.revocation_kicks++;
+        lk_logline l;
+        if (lk_log_begin(&l, b->log, LK_LOG_WARN, "revocation kick")) {
+            lk_log_str(&l, "conn_id", s->conn_id);
+            lk_log_str(&l, "kid", lk_claims_kid(s->claims));
+            lk_log_str(&l, "workspace", lk_claims_workspace(s->claims));
+            lk_log_end(&l);
+        }
+        close_with_error(s, 4403, "key revoked", 0, 0, "forbidden", "API key revoked");
+    }
+}
+
+void lk_sessions_shutdown(lk_broker *b)
+{
+    for (lk_session *s = b->sessions; s; s = s->next)
+        begin_close(s, 1001, "broker shutting down");
+}

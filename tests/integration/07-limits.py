@@ -1,0 +1,165 @@
+#!/usr/bin/python3
+"""07-limits: publish rate limiting and the 4429 close, the subscription
+limit, a configured max frame, history depth, the Origin allow-list and the
+WebSocket ping timeout (SPEC 4, 6a and the agreed broker options)."""
+
+import asyncio
+import math
+import time
+
+import lkharness as h
+from lkharness import BOTH
+
+GOOD = "http://good.example"
+
+
+def setup(env):
+    env.reg = env.registry()
+    env.key = env.reg.create_key("ws_limits")
+    env.rl = env.broker(env.reg, ["--publish-rate", "10", "--publish-burst", "10",
+                                  "--rate-limit-close", "50", "--max-subscriptions", "3",
+                                  "--max-frame", "1024", "--history", "3"])
+    env.origin = env.broker(env.reg, ["--allowed-origins", GOOD + ",http://also.example"])
+    env.ping = env.broker(env.reg, ["--ping-interval", "1"])
+
+
+async def conn(env, broker, **kw):
+    c, w = await h.connect_ok(env, broker, h.mint(env.key, {"*": BOTH}), **kw)
+    return c, w
+
+
+async def test_rate_limit_flood_closes_4429(env):
+    c, _ = await conn(env, env.rl)
+    ch = h.channel()
+    t0 = time.monotonic()
+    for i in range(1, 121):
+        try:
+            await c.send({"op": "publish", "id": i, "channel": ch, "data": i})
+        except Exception:
+            break
+    code, msgs = await c.until_closed(h.T(5))
+    elapsed = time.monotonic() - t0
+    acks = [m["id"] for m in msgs if m["op"] == "ack"]
+    limited = [m.get("id") for m in msgs if m["op"] == "error" and m.get("code") == "rate_limited"]
+    rest = [m.raw for m in msgs if m["op"] != "ack" and m.get("code") != "rate_limited"]
+    print("     %d acked, %d rate_limited, close %s after %.2fs" % (
+        len(acks), len(limited), code, elapsed))
+    h.eq(rest, [], "other frames")
+    h.check(set(range(1, 11)) <= set(acks), "the burst of 10 is accepted: %r" % acks[:12])
+    h.check(len(acks) <= 10 + math.ceil(elapsed * 10) + 1,
+            "%d acks in %.2fs at 10/s with a burst of 10" % (len(acks), elapsed))
+    h.check(all(isinstance(i, int) for i in limited), "rate_limited errors echo the id")
+    h.check(len(limited) in (49, 50), "%d rate_limited before the close (limit 50)"
+            % len(limited))
+    h.eq(code, 4429, "close code")
+
+
+async def test_rate_limit_refills(env):
+    c, _ = await conn(env, env.rl)
+    ch = h.channel()
+    for i in range(1, 14):
+        await c.send({"op": "publish", "id": i, "channel": ch, "data": i})
+    got = [await c.recv() for _ in range(13)]
+    acks = [m["id"] for m in got if m["op"] == "ack"]
+    limited = [m["id"] for m in got if m["op"] == "error" and m["code"] == "rate_limited"]
+    h.check(10 <= len(acks) <= 11 and len(acks) + len(limited) == 13,
+            "13 quick publishes: %d acked, %d limited" % (len(acks), len(limited)))
+    await asyncio.sleep(0.6)
+    for i in range(20, 24):
+        r = await c.request({"op": "publish", "id": i, "channel": ch, "data": i})
+        h.eq((r["op"], r["id"]), ("ack", i), "publish after the bucket refilled")
+    h.eq(await c.ping(), [], "connection stays open")
+    c2, _ = await conn(env, env.rl)
+    for i in range(1, 11):
+        await c2.send({"op": "publish", "id": i, "channel": ch, "data": i})
+    got = [(await c2.recv())["op"] for _ in range(10)]
+    h.eq(got, ["ack"] * 10, "each connection has its own bucket")
+
+
+async def test_max_subscriptions(env):
+    c, _ = await conn(env, env.rl)
+    chans = [h.channel() for _ in range(5)]
+    for i, ch in enumerate(chans[:3]):
+        r = await c.request({"op": "subscribe", "id": i, "channel": ch})
+        h.eq(r["op"], "subscribed", "subscription %d" % (i + 1))
+    r = await c.request({"op": "subscribe", "id": 10, "channel": chans[3]})
+    h.eq(dict(r), {"op": "error", "id": 10, "code": "bad_request",
+                   "message": "subscription limit reached (3)"}, "one too many")
+    r = await c.request({"op": "unsubscribe", "id": 11, "channel": chans[0]})
+    h.eq(r["op"], "unsubscribed", "unsubscribe")
+    r = await c.request({"op": "subscribe", "id": 12, "channel": chans[4]})
+    h.eq(r["op"], "subscribed", "a freed slot is reusable")
+
+
+async def test_configured_max_frame(env):
+    c, w = await conn(env, env.rl)
+    h.eq(w["max_frame"], 1024, "welcome.max_frame")
+    head = '{"op":"ping","id":1,"pad":"'
+    frame = head + "p" * (1024 - len(head) - 2) + '"}'
+    h.eq(len(frame), 1024, "frame size")
+    r = await c.request(frame)
+    h.eq(dict(r), {"op": "pong", "id": 1}, "a 1024-byte frame is accepted")
+    await c.send_quiet(frame[:-2] + 'p"}')
+    code, _ = await c.until_closed()
+    h.eq(code, 4413, "close code for 1025 bytes")
+
+
+async def test_history_depth(env):
+    c, _ = await conn(env, env.rl)
+    ch = h.channel()
+    for i in range(1, 6):
+        r = await c.request({"op": "publish", "id": i, "channel": ch, "data": i})
+        h.eq(r["seq"], i, "seq")
+    for since in (0, 1):
+        s, _ = await conn(env, env.rl)
+        r = await s.request({"op": "subscribe", "id": 1, "channel": ch, "since": since})
+        h.eq(dict(r), {"op": "subscribed", "id": 1, "channel": ch, "seq": 5}, "subscribed")
+        seqs = [m["seq"] for m in await s.ping()]
+        h.eq(seqs, [3, 4, 5], "replay from since=%d holds the last 3" % since)
+
+
+async def test_origin_allow_list(env):
+    tok = h.mint(env.key)
+    for origin in (GOOD, "http://also.example"):
+        c, _ = await h.connect_ok(env, env.origin, tok, origin=origin)
+        await c.close()
+    for origin in ("http://evil.example", "http://good.example.evil.example",
+                   "https://good.example", "http://good.example:8080", "null", None):
+        how = await h.not_welcomed(env, env.origin, tok, origin=origin)
+        print("     origin %s: %s" % (origin, how))
+    c, _ = await h.connect_ok(env, env.rl, tok, origin="http://evil.example")
+
+
+def silent_peer(port, tok):
+    """Connects, reads without ever answering a ping; returns (pings seen,
+    seconds until the broker dropped the connection)."""
+    raw = h.RawWS(port, tok)
+    t0 = time.monotonic()
+    pings = 0
+    try:
+        for _ in range(1000):
+            try:
+                m = raw.read_message(h.T(6) - (time.monotonic() - t0))
+            except OSError:
+                raise h.Failure("silent peer not dropped within %.1fs" % h.T(6))
+            if m is None or m[0] == 0x8:
+                return pings, time.monotonic() - t0
+            if m[0] == 0x9:
+                pings += 1
+    finally:
+        raw.close()
+    raise h.Failure("too many frames")
+
+
+async def test_ping_timeout(env):
+    live, _ = await conn(env, env.ping)
+    pings, dropped = await asyncio.to_thread(silent_peer, env.ping.port, h.mint(env.key))
+    print("     silent peer: %d ping(s), dropped after %.2fs" % (pings, dropped))
+    h.check(pings >= 1, "the broker pings an idle peer")
+    h.check(1.0 <= dropped <= 3.5, "dropped after %.2fs (2 x 1 s)" % dropped)
+    h.eq(await live.ping(), [], "a peer that answers pings stays connected")
+
+
+h.main(setup, [test_rate_limit_flood_closes_4429, test_rate_limit_refills,
+               test_max_subscriptions, test_configured_max_frame, test_history_depth,
+               test_origin_allow_list, test_ping_timeout])
