@@ -527,7 +527,8 @@ lk_parse_rc lk_codec_parse(const char *buf, size_t len, lk_request *req,
     }
     p = skip_ws(p, end);
     if (p != end)
-        return fail(LK_PARSE_PROTOCOL, "frame must hold exactly one JSON object", why, why_len);
+        return fail(LK_PARSE_PROTOCOL, "frame must hold exactly one JSON object",
+                    why, why_len);
 
     /* The op decides everything else, so it is checked first. */
     if (!f[F_OP].p)
@@ -571,8 +572,8 @@ lk_parse_rc lk_codec_parse(const char *buf, size_t len, lk_request *req,
         if (!t.p)
             return fail(LK_PARSE_BAD_REQUEST, "token is required", why, why_len);
         if (t.p[0] != '"' || t.len == 2 || memchr(t.p + 1, '\\', t.len - 2))
-            return fail(LK_PARSE_BAD_REQUEST, "token must be a non-empty string",
-                        why, why_len);
+            return fail(LK_PARSE_BAD_REQUEST,
+                        "token must be a non-empty string without escapes", why, why_len);
         if (t.len - 2 > TOKEN_MAX_BYTES)
             return fail(LK_PARSE_BAD_REQUEST, "token too long", why, why_len);
         req->token.p = t.p + 1;

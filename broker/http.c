@@ -26,7 +26,9 @@ typedef struct lk_http_conn {
     size_t body_cap;
     int too_large;
     int close_after;          /* the request body was not read */
-    int pending;              /* response headers sent, body to write */
+    int deferred;             /* answer ready, sent once the body is in */
+    size_t discarded;
+    int done;                 /* response written */
     lk_http_resp resp;
 } lk_http_conn;
 
@@ -149,8 +151,10 @@ static const lk_http_route *find_route(const char *path, size_t len)
     return NULL;
 }
 
-/* Writes the status line and headers now; the body goes out on
- * HTTP_WRITEABLE. */
+/* Writes the whole response at once (lws buffers what the socket does not
+ * take) and ends the transaction. Answering from HTTP_WRITEABLE does not
+ * work here: after a body arrives through the prelude's read buffer, lws
+ * keeps re-delivering HTTP_BODY_COMPLETION instead. */
 static int respond(struct lws *wsi, lk_http_conn *c)
 {
     lk_http_resp *r = &c->resp;
@@ -169,8 +173,24 @@ static int respond(struct lws *wsi, lk_http_conn *c)
             return -1;
     if (lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
-    c->pending = 1;
-    lws_callback_on_writable(wsi);
+    if (r->len && lws_write(wsi, r->buf + LWS_PRE, r->len, LWS_WRITE_HTTP_FINAL) !=
+                      (int)r->len)
+        return -1;
+    int keep = !c->too_large && !c->close_after;
+    c->done = 1;
+    if (!keep || lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
+/* Sends an answer made before the request body was read. lws does not deliver
+ * HTTP_WRITEABLE while it is reading a request body, so when one follows
+ * the answer waits for HTTP_BODY_COMPLETION. */
+static int finish_early(struct lws *wsi, lk_http_conn *c)
+{
+    if (!c->close_after)
+        return respond(wsi, c);
+    c->deferred = 1;
     return 0;
 }
 
@@ -186,7 +206,7 @@ static int run_route(lk_broker *b, struct lws *wsi, lk_http_conn *c)
         .body_len = c->body_len,
     };
     c->route->fn(&req, &c->resp);
-    return respond(wsi, c);
+    return finish_early(wsi, c);
 }
 
 static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *path,
@@ -202,7 +222,7 @@ static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *p
     const lk_http_route *route = find_route(path, len);
     if (!route) {
         lk_http_resp_error(&c->resp, 404, "not_found", "not found");
-        return respond(wsi, c);
+        return finish_early(wsi, c);
     }
     if (c->method < 0 || c->method >= 32 || !(route->methods & M(c->method))) {
         char allow[96] = "";
@@ -213,12 +233,12 @@ static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *p
                                       n ? ", " : "", method_names[m]);
         lk_http_resp_error(&c->resp, 405, "method_not_allowed", "method not allowed");
         lk_http_resp_header(&c->resp, "Allow:", allow);
-        return respond(wsi, c);
+        return finish_early(wsi, c);
     }
     c->route = route;
     if (len > LK_HTTP_PATH_MAX) {
         lk_http_resp_error(&c->resp, 414, "bad_request", "path too long");
-        return respond(wsi, c);
+        return finish_early(wsi, c);
     }
     c->path = strndup(path, len);
     if (!c->path)
@@ -232,8 +252,9 @@ static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *p
     long long clen = n > 0 ? strtoll(cl, NULL, 10) : 0;
     if (clen > LK_HTTP_BODY_MAX || n < 0) {
         lk_http_resp_error(&c->resp, 413, "too_large", "request body too large");
-        c->too_large = 1; /* the unread body makes the connection unusable */
-        return respond(wsi, c);
+        c->too_large = 1;
+        c->close_after = 1;
+        return finish_early(wsi, c);
     }
     if (clen <= 0)
         return run_route(b, wsi, c);
@@ -242,14 +263,11 @@ static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *p
 
 static int on_body(struct lws *wsi, lk_http_conn *c, const char *in, size_t len)
 {
-    if (c->pending) {
-        /* Answered before the body: lws drops the writable request while
-         * it reads a body, so ask again. */
-        lws_callback_on_writable(wsi);
-        return 0;
+    if (c->deferred || c->too_large) {
+        /* Read and dropped, up to a point. */
+        c->discarded += len;
+        return c->discarded > 16 * LK_HTTP_BODY_MAX ? -1 : 0;
     }
-    if (c->too_large)
-        return 0;
     if (c->body_len + len > LK_HTTP_BODY_MAX) {
         c->too_large = 1;
         return 0;
@@ -267,21 +285,6 @@ static int on_body(struct lws *wsi, lk_http_conn *c, const char *in, size_t len)
     memcpy(c->body + c->body_len, in, len);
     c->body_len += len;
     c->body[c->body_len] = '\0';
-    return 0;
-}
-
-static int on_writeable(struct lws *wsi, lk_http_conn *c)
-{
-    if (!c->pending)
-        return 0;
-    c->pending = 0;
-    lk_http_resp *r = &c->resp;
-    if (lws_write(wsi, r->buf + LWS_PRE, r->len, LWS_WRITE_HTTP_FINAL) != (int)r->len)
-        return -1;
-    int keep = !c->too_large && !c->close_after;
-    lk_http_cleanup(c);
-    if (!keep || lws_http_transaction_completed(wsi))
-        return -1;
     return 0;
 }
 
@@ -312,17 +315,17 @@ int lk_http_callback(lk_broker *b, struct lws *wsi,
     case LWS_CALLBACK_HTTP_BODY:
         return c ? on_body(wsi, c, in, len) : -1;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (c && c->pending)
-            lws_callback_on_writable(wsi);
-        if (!c || !c->route || c->pending)
+        if (c && c->deferred) {
+            c->deferred = 0;
+            return respond(wsi, c);
+        }
+        if (!c || !c->route || c->done)
             return 0;
         if (c->too_large) {
             lk_http_resp_error(&c->resp, 413, "too_large", "request body too large");
             return respond(wsi, c);
         }
         return run_route(b, wsi, c);
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        return c ? on_writeable(wsi, c) : 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(wsi, in, b);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:

@@ -17,7 +17,7 @@ enum { T_NONE = 0, T_WARN, T_EXPIRE };
 #define REPLY_BYTES 4096          /* any reply but `message` fits */
 #define QUEUE_INITIAL 8
 #define RATE_WINDOW_MS 10000
-#define CLOSE_GRACE_SECS 2        /* then a peer that stopped reading is cut */
+#define CLOSE_GRACE_SECS 5        /* then a peer that stopped reading is cut */
 
 struct lk_session {
     int kind;                     /* LK_CONN_WS; first, see broker.h */

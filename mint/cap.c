@@ -4,13 +4,16 @@
  * A capability is validated once and compiled into a single immutable
  * allocation that answers lk_cap_actions() without allocating:
  *   - the grant of a "*" pattern is one mask;
- *   - exact names sit in an open-addressing hash table (load <= 1/2);
- *   - "name*" patterns sit in an array sorted by prefix length, each with
- *     its first 8 bytes as a word, so most non-matches cost one AND and one
- *     compare, and the scan stops at the first prefix longer than the channel.
- * A lookup also stops as soon as it holds every grant the capability can
- * give. Reserved actions are kept (lk_cap_required, lk_cap_to_json) but are
- * never part of a grant.
+ *   - every other pattern that grants something sits in one open-addressing
+ *     hash table (at most half full), exact names keyed by the name and
+ *     "name*" patterns by the part before the '*';
+ *   - the distinct prefix lengths are kept sorted, and the name hash is
+ *     computed word by word with the length folded in last, so a single pass
+ *     over the channel probes each prefix length and then the whole name.
+ * A lookup costs O(channel length / 8 + distinct prefix lengths), whatever
+ * the number of patterns, and stops as soon as it holds every grant the
+ * capability can give. Reserved actions are kept (lk_cap_required,
+ * lk_cap_to_json) but are never part of a grant.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -278,105 +281,128 @@ typedef struct cap_entry {  /* one pattern, in canonical (byte) order */
     uint32_t mask;          /* every action named, reserved ones included */
 } cap_entry;
 
-typedef struct cap_prefix { /* a "name*" pattern that grants something */
-    uint64_t head;          /* first min(len, 8) bytes, zero-padded */
-    uint64_t head_mask;     /* 0xff for each of those bytes */
-    const char *pat;
-    uint32_t len;           /* bytes before the '*' */
-    uint32_t grant;
-} cap_prefix;
+#define SLOT_PREFIX 0x80u   /* cap_slot.flags: a "name*" pattern */
 
-typedef struct cap_slot {   /* open-addressing slot for an exact name */
-    uint32_t hash;
+typedef struct cap_slot {   /* open-addressing slot for a pattern that grants */
+    uint32_t hash;          /* hash_name() of the name, or of the part before '*' */
     uint16_t entry;         /* index + 1 into entries; 0 = empty */
-    uint8_t len;
-    uint8_t grant;
+    uint8_t len;            /* bytes hashed */
+    uint8_t flags;          /* grant bits | SLOT_PREFIX */
 } cap_slot;
 
 struct lk_cap {
     uint32_t star;          /* grant of the "*" pattern */
-    uint32_t grant_all;     /* every grant any pattern gives */
+    uint32_t grant_all;     /* every grant any pattern gives: lookups stop there */
     uint32_t required;      /* every action named anywhere */
     uint32_t nentries;
-    uint32_t nprefix;
-    uint32_t nslots;        /* 0 or a power of two */
+    uint32_t nslots;        /* 0 or a power of two, at most half full */
+    uint32_t nlens;
     const cap_entry *entries;
-    const cap_prefix *prefixes;
     const cap_slot *slots;
+    const uint8_t *prefix_lens; /* distinct prefix lengths, ascending */
 };
 
 _Static_assert(LK_CHANNEL_MAX <= UINT8_MAX, "cap_slot.len holds a name length");
 _Static_assert(CAP_MAX_PATTERNS < UINT16_MAX, "cap_slot.entry holds an index");
+_Static_assert((GRANTING & SLOT_PREFIX) == 0, "flags share a byte with grants");
 
-static uint64_t load_head(const char *s, size_t n)
+/* The name hash works on 8-byte words and folds the length in only at the
+ * end, so one pass over a channel yields the hash of each of its prefixes:
+ * a lookup costs O(len / 8 + distinct prefix lengths), not O(patterns). */
+#define HASH_SEED 0x9e3779b97f4a7c15ull
+
+static inline uint64_t hash_mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+    return h ^ h >> 29;
+}
+
+static inline uint32_t hash_final(uint64_t h, size_t len)
+{
+    h = (h ^ len) * 0x94d049bb133111ebull;
+    return (uint32_t)(h ^ h >> 32);
+}
+
+static inline uint64_t load_word(const char *s)
+{
+    uint64_t w;
+    memcpy(&w, s, 8);
+    return w;
+}
+
+/* The first n (< 8) bytes of s as a zero-padded word, reading only those. */
+static inline uint64_t load_partial(const char *s, size_t n)
 {
     uint64_t w = 0;
-    if (n)
-        memcpy(&w, s, n < 8 ? n : 8);
+    memcpy(&w, s, n);
     return w;
+}
+
+/* A word with the first n (1..7) bytes in memory order kept. */
+static inline uint64_t keep_bytes(uint64_t w, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return w & ~(~0ull >> (8 * n));
+#else
+    return w & ((1ull << (8 * n)) - 1);
+#endif
 }
 
 static uint32_t hash_name(const char *s, size_t n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 29;
-        s += 8;
-        n -= 8;
+    uint64_t h = HASH_SEED;
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        h = hash_mix(h, load_word(s + k));
+    if (k < n)
+        h = hash_mix(h, load_partial(s + k, n - k));
+    return hash_final(h, n);
+}
+
+/* The grant of the pattern stored under (hash, len, kind), 0 if none. */
+static inline uint32_t probe(const lk_cap *cap, uint32_t h, const char *name, size_t len,
+                             uint32_t kind)
+{
+    uint32_t m = cap->nslots - 1;
+    for (uint32_t i = h & m;; i = (i + 1) & m) {
+        const cap_slot *s = &cap->slots[i];
+        if (!s->entry)
+            return 0;
+        if (s->hash == h && s->len == len && (s->flags & SLOT_PREFIX) == kind &&
+            memcmp(cap->entries[s->entry - 1].pat, name, len) == 0)
+            return s->flags & GRANTING;
     }
-    if (n) {
-        h = (h ^ load_head(s, n)) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 29;
-    }
-    h *= 0x94d049bb133111ebull;
-    return (uint32_t)(h ^ h >> 32);
 }
 
 uint32_t lk_cap_actions(const lk_cap *cap, const char *channel, size_t len)
 {
     if (!cap)
         return 0;
-    if (!channel)
-        channel = "";
     uint32_t got = cap->star;
-    if (got == cap->grant_all)
+    if (got == cap->grant_all || !cap->nslots || !channel)
         return got;
 
-    if (cap->nslots) {
-        uint32_t h = hash_name(channel, len), m = cap->nslots - 1;
-        for (uint32_t i = h & m;; i = (i + 1) & m) {
-            const cap_slot *s = &cap->slots[i];
-            if (!s->entry)
-                break;
-            if (s->hash == h && s->len == len &&
-                memcmp(cap->entries[s->entry - 1].pat, channel, len) == 0) {
-                got |= s->grant;
-                if (got == cap->grant_all)
-                    return got;
-                break;
-            }
-        }
+    uint64_t h = HASH_SEED; /* state after the first k bytes */
+    size_t k = 0;
+    for (uint32_t i = 0; i < cap->nlens; i++) {
+        size_t plen = cap->prefix_lens[i];
+        if (plen > len)
+            break;
+        for (; k + 8 <= plen; k += 8)
+            h = hash_mix(h, load_word(channel + k));
+        uint64_t t = h;
+        if (k < plen) /* a whole word is readable when 8 more bytes exist */
+            t = hash_mix(h, k + 8 <= len ? keep_bytes(load_word(channel + k), plen - k)
+                                         : load_partial(channel + k, plen - k));
+        got |= probe(cap, hash_final(t, plen), channel, plen, SLOT_PREFIX);
+        if (got == cap->grant_all)
+            return got;
     }
-
-    if (cap->nprefix) {
-        uint64_t head = load_head(channel, len);
-        for (uint32_t i = 0; i < cap->nprefix; i++) {
-            const cap_prefix *p = &cap->prefixes[i];
-            if (p->len > len)
-                break;
-            if ((head & p->head_mask) != p->head)
-                continue;
-            if (p->len > 8 && memcmp(p->pat + 8, channel + 8, p->len - 8) != 0)
-                continue;
-            got |= p->grant;
-            if (got == cap->grant_all)
-                break;
-        }
-    }
-    return got;
+    for (; k + 8 <= len; k += 8)
+        h = hash_mix(h, load_word(channel + k));
+    if (k < len)
+        h = hash_mix(h, load_partial(channel + k, len - k));
+    return got | probe(cap, hash_final(h, len), channel, len, 0);
 }
 
 uint32_t lk_cap_required(const lk_cap *cap)
@@ -477,60 +503,58 @@ static int item_cmp(const void *a, const void *b)
     return (x->len > y->len) - (x->len < y->len);
 }
 
-static int prefix_cmp(const void *a, const void *b)
-{
-    const cap_prefix *x = a, *y = b;
-    if (x->len != y->len)
-        return x->len < y->len ? -1 : 1;
-    return memcmp(x->pat, y->pat, x->len);
-}
-
 static size_t align8(size_t n)
 {
     return (n + 7) & ~(size_t)7;
 }
 
-/* Lays the capability out in one block: header, entries, prefixes, slots,
- * then the pattern strings. `items` are sorted and distinct. */
+/* Lays the capability out in one block: header, entries, slots, prefix
+ * lengths, then the pattern strings. `items` are sorted and distinct. */
 static int cap_build(const cap_item *items, size_t n, lk_cap **out, lk_error *err)
 {
-    size_t nexact = 0, nprefix = 0, strbytes = 0;
+    size_t nkeyed = 0, strbytes = 0;
     uint32_t required = 0, star = 0;
+    uint8_t has_len[LK_CHANNEL_MAX + 1] = {0};
     for (size_t i = 0; i < n; i++) {
         const cap_item *it = &items[i];
         required |= it->mask;
         strbytes += it->len + 1;
         if (!(it->mask & GRANTING))
             continue; /* reserved actions only: nothing to look up */
-        if (it->len == 1 && it->pat[0] == '*')
+        if (it->len == 1 && it->pat[0] == '*') {
             star = it->mask & GRANTING;
-        else if (it->pat[it->len - 1] == '*')
-            nprefix++;
-        else
-            nexact++;
+            continue;
+        }
+        nkeyed++;
+        if (it->pat[it->len - 1] == '*')
+            has_len[it->len - 1] = 1;
     }
-    size_t nslots = 0;
-    if (nexact) {
+    size_t nslots = 0, nlens = 0;
+    if (nkeyed) {
         nslots = 4;
-        while (nslots < 2 * nexact)
+        while (nslots < 2 * nkeyed)
             nslots <<= 1;
     }
+    for (size_t l = 0; l <= LK_CHANNEL_MAX; l++)
+        nlens += has_len[l];
 
     size_t off_entries = align8(sizeof(lk_cap));
-    size_t off_prefixes = off_entries + align8(n * sizeof(cap_entry));
-    size_t off_slots = off_prefixes + align8(nprefix * sizeof(cap_prefix));
-    size_t off_strings = off_slots + nslots * sizeof(cap_slot);
+    size_t off_slots = off_entries + align8(n * sizeof(cap_entry));
+    size_t off_lens = off_slots + nslots * sizeof(cap_slot);
+    size_t off_strings = off_lens + nlens;
     char *block = calloc(1, off_strings + strbytes);
     if (!block)
         return lk__fail(err, LK_ENOMEM, "out of memory");
 
     lk_cap *cap = (lk_cap *)(void *)block;
     cap_entry *entries = (cap_entry *)(void *)(block + off_entries);
-    cap_prefix *prefixes = (cap_prefix *)(void *)(block + off_prefixes);
     cap_slot *slots = (cap_slot *)(void *)(block + off_slots);
+    uint8_t *lens = (uint8_t *)(block + off_lens);
     char *str = block + off_strings;
-    size_t np = 0;
 
+    for (size_t l = 0, j = 0; l <= LK_CHANNEL_MAX; l++)
+        if (has_len[l])
+            lens[j++] = (uint8_t)l;
     for (size_t i = 0; i < n; i++) {
         const cap_item *it = &items[i];
         uint32_t grant = it->mask & GRANTING;
@@ -538,40 +562,26 @@ static int cap_build(const cap_item *items, size_t n, lk_cap **out, lk_error *er
         str[it->len] = '\0';
         entries[i] = (cap_entry){str, (uint32_t)it->len, it->mask};
         if (grant && !(it->len == 1 && str[0] == '*')) {
-            if (str[it->len - 1] == '*') {
-                size_t plen = it->len - 1, hn = plen < 8 ? plen : 8;
-                cap_prefix *p = &prefixes[np++];
-                p->head = load_head(str, hn);
-                p->head_mask = hn == 8 ? UINT64_MAX : 0;
-                if (hn < 8) {
-                    unsigned char ff[8] = {0};
-                    memset(ff, 0xff, hn);
-                    memcpy(&p->head_mask, ff, 8);
-                }
-                p->pat = str;
-                p->len = (uint32_t)plen;
-                p->grant = grant;
-            } else {
-                uint32_t h = hash_name(str, it->len), m = (uint32_t)nslots - 1, j;
-                for (j = h & m; slots[j].entry; j = (j + 1) & m)
-                    ;
-                slots[j] = (cap_slot){h, (uint16_t)(i + 1), (uint8_t)it->len,
-                                      (uint8_t)grant};
-            }
+            int prefix = str[it->len - 1] == '*';
+            size_t klen = it->len - (prefix ? 1 : 0);
+            uint32_t h = hash_name(str, klen), m = (uint32_t)nslots - 1, j;
+            for (j = h & m; slots[j].entry; j = (j + 1) & m)
+                ;
+            slots[j] = (cap_slot){h, (uint16_t)(i + 1), (uint8_t)klen,
+                                  (uint8_t)(grant | (prefix ? SLOT_PREFIX : 0))};
         }
         str += it->len + 1;
     }
-    qsort(prefixes, np, sizeof *prefixes, prefix_cmp);
 
     cap->star = star;
     cap->grant_all = required & GRANTING;
     cap->required = required;
     cap->nentries = (uint32_t)n;
-    cap->nprefix = (uint32_t)np;
     cap->nslots = (uint32_t)nslots;
+    cap->nlens = (uint32_t)nlens;
     cap->entries = entries;
-    cap->prefixes = prefixes;
     cap->slots = slots;
+    cap->prefix_lens = lens;
     *out = cap;
     return LK_OK;
 }

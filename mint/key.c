@@ -47,6 +47,8 @@ struct lk_key {
     uint8_t pub[LK_PUBKEY_BYTES];
     EVP_PKEY *pkey;
     EVP_PKEY_CTX *sign_ctx;
+    EVP_MD *sha256;   /* fetched once: SHA256() looks it up on every call */
+    EVP_MD_CTX *md;
     rand_pool *pool;  /* lazily mapped; NULL until the first token */
     int pool_off;     /* the kernel refused WIPEONFORK: use RAND_bytes */
 };
@@ -55,6 +57,8 @@ struct lk_pubkey {
     uint8_t pub[LK_PUBKEY_BYTES];
     EVP_PKEY *pkey;
     EVP_PKEY_CTX *verify_ctx;
+    EVP_MD *sha256;
+    EVP_MD_CTX *md;
 };
 
 static const uint32_t crc_table[256] = {
@@ -230,8 +234,10 @@ static int key_build(lk_env env, const char kid[LK_KID_HEX],
         goto done;
     }
     k->sign_ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
-    if (!k->sign_ctx || EVP_PKEY_sign_init(k->sign_ctx) != 1 ||
-        EVP_PKEY_CTX_set_signature_md(k->sign_ctx, EVP_sha256()) != 1) {
+    k->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    k->md = EVP_MD_CTX_new();
+    if (!k->sign_ctx || !k->sha256 || !k->md || EVP_PKEY_sign_init(k->sign_ctx) != 1 ||
+        EVP_PKEY_CTX_set_signature_md(k->sign_ctx, k->sha256) != 1) {
         rc = crypto_fail(err, "initialising the signing context");
         goto done;
     }
@@ -405,6 +411,8 @@ void lk_key_destroy(lk_key *key)
         OPENSSL_cleanse(key->pool, sizeof *key->pool);
         munmap(key->pool, sizeof *key->pool);
     }
+    EVP_MD_CTX_free(key->md);
+    EVP_MD_free(key->sha256);
     EVP_PKEY_CTX_free(key->sign_ctx);
     EVP_PKEY_free(key->pkey);
     OPENSSL_cleanse(key, sizeof *key);
@@ -458,8 +466,10 @@ int lk_pubkey_create(const uint8_t raw[LK_PUBKEY_BYTES], lk_pubkey **out,
         goto done;
     }
     k->verify_ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
-    if (!k->verify_ctx || EVP_PKEY_verify_init(k->verify_ctx) != 1 ||
-        EVP_PKEY_CTX_set_signature_md(k->verify_ctx, EVP_sha256()) != 1) {
+    k->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    k->md = EVP_MD_CTX_new();
+    if (!k->verify_ctx || !k->sha256 || !k->md || EVP_PKEY_verify_init(k->verify_ctx) != 1 ||
+        EVP_PKEY_CTX_set_signature_md(k->verify_ctx, k->sha256) != 1) {
         rc = crypto_fail(err, "initialising the verification context");
         goto done;
     }
@@ -499,6 +509,8 @@ void lk_pubkey_destroy(lk_pubkey *key)
 {
     if (!key)
         return;
+    EVP_MD_CTX_free(key->md);
+    EVP_MD_free(key->sha256);
     EVP_PKEY_CTX_free(key->verify_ctx);
     EVP_PKEY_free(key->pkey);
     free(key);
@@ -536,9 +548,17 @@ int lk__key_random(lk_key *key, void *out, size_t n)
     return LK_OK;
 }
 
-int lk__key_sign(lk_key *key, const uint8_t digest[LK__SHA256_BYTES],
-                 uint8_t sig[LK__SIG_BYTES])
+static int sha256(EVP_MD_CTX *md, const EVP_MD *alg, const void *msg, size_t len,
+                  uint8_t out[LK__SHA256_BYTES])
 {
+    unsigned int n = 0;
+    return EVP_DigestInit_ex2(md, alg, NULL) == 1 && EVP_DigestUpdate(md, msg, len) == 1 &&
+           EVP_DigestFinal_ex(md, out, &n) == 1 && n == LK__SHA256_BYTES;
+}
+
+int lk__key_sign(lk_key *key, const void *msg, size_t len, uint8_t sig[LK__SIG_BYTES])
+{
+    uint8_t digest[LK__SHA256_BYTES];
     /* A DER ECDSA-Sig-Value for P-256 is at most 72 bytes. */
     unsigned char der[80];
     size_t der_len = sizeof der;
@@ -547,7 +567,8 @@ int lk__key_sign(lk_key *key, const uint8_t digest[LK__SHA256_BYTES],
     ECDSA_SIG *es;
     int rc = LK_ECRYPTO;
 
-    if (EVP_PKEY_sign(key->sign_ctx, der, &der_len, digest, LK__SHA256_BYTES) != 1) {
+    if (!sha256(key->md, key->sha256, msg, len, digest) ||
+        EVP_PKEY_sign(key->sign_ctx, der, &der_len, digest, LK__SHA256_BYTES) != 1) {
         ERR_clear_error();
         return LK_ECRYPTO;
     }
@@ -563,9 +584,10 @@ int lk__key_sign(lk_key *key, const uint8_t digest[LK__SHA256_BYTES],
     return rc;
 }
 
-int lk__pubkey_verify(lk_pubkey *key, const uint8_t digest[LK__SHA256_BYTES],
+int lk__pubkey_verify(lk_pubkey *key, const void *msg, size_t len,
                       const uint8_t sig[LK__SIG_BYTES])
 {
+    uint8_t digest[LK__SHA256_BYTES];
     unsigned char der[80];
     unsigned char *p = der;
     ECDSA_SIG *es = ECDSA_SIG_new();
@@ -582,6 +604,10 @@ int lk__pubkey_verify(lk_pubkey *key, const uint8_t digest[LK__SHA256_BYTES],
     n = i2d_ECDSA_SIG(es, NULL);
     if (n <= 0 || (size_t)n > sizeof der || i2d_ECDSA_SIG(es, &p) != n) {
         rc = LK_ETOKEN_SIGNATURE;
+        goto done;
+    }
+    if (!sha256(key->md, key->sha256, msg, len, digest)) {
+        rc = LK_ECRYPTO;
         goto done;
     }
     /* Out-of-range r or s (0, >= n) make verify return 0 or -1: both are a

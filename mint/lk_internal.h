@@ -40,21 +40,21 @@ struct lk_cap;
 int lk__cap_from_cjson(const struct cJSON *obj, struct lk_cap **out, lk_error *err);
 
 /* ES256 with the contexts cached in the key handles, so token.c never
- * touches OpenSSL key objects. Signatures are raw r||s (JWS form), the
- * digest is SHA-256. Implemented in key.c. */
+ * touches OpenSSL key objects. Both hash `msg` with SHA-256 themselves;
+ * signatures are raw r||s (JWS form). Implemented in key.c. */
 #define LK__SHA256_BYTES 32
 #define LK__SIG_BYTES 64
 struct lk_key;
 struct lk_pubkey;
 /* LK_OK, or LK_ECRYPTO/LK_ENOMEM. */
-int lk__key_sign(struct lk_key *key, const uint8_t digest[LK__SHA256_BYTES],
+int lk__key_sign(struct lk_key *key, const void *msg, size_t len,
                  uint8_t sig[LK__SIG_BYTES]);
 /* Random bytes for public nonces (a token's jti), from a per-key pool of
  * CSPRNG output that a forked child never shares. LK_OK or LK_ECRYPTO. */
 int lk__key_random(struct lk_key *key, void *out, size_t n);
 /* LK_OK if the signature is valid; LK_ETOKEN_SIGNATURE otherwise (any
- * malformed r or s included); LK_ENOMEM on allocation failure. */
-int lk__pubkey_verify(struct lk_pubkey *key, const uint8_t digest[LK__SHA256_BYTES],
+ * malformed r or s included); LK_ENOMEM or LK_ECRYPTO on internal failure. */
+int lk__pubkey_verify(struct lk_pubkey *key, const void *msg, size_t len,
                       const uint8_t sig[LK__SIG_BYTES]);
 
 #endif

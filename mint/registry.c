@@ -314,26 +314,39 @@ static int pragma_int(lk_registry *reg, const char *sql, int64_t *out)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
+/* Switching a new file to WAL takes an exclusive lock, and SQLite refuses
+ * it at once (the busy handler is not consulted) while another process is
+ * doing the same, so retry for as long as the busy timeout. */
 static int set_wal(lk_registry *reg, const char *path, lk_error *err)
 {
-    sqlite3_stmt *st;
-    int ok = 0;
-    if (sqlite3_prepare_v2(reg->db, "PRAGMA journal_mode = WAL", -1, &st,
-                           NULL) != SQLITE_OK)
-        return db_fail(reg, err, path);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        const unsigned char *mode = sqlite3_column_text(st, 0);
-        ok = mode && strcmp((const char *)mode, "wal") == 0;
+    const struct timespec pause = {0, 10 * 1000 * 1000};
+    int rc = SQLITE_OK;
+    for (int attempt = 0; attempt < REG_BUSY_TIMEOUT_MS / 10; attempt++) {
+        sqlite3_stmt *st;
+        rc = sqlite3_prepare_v2(reg->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            int wal = 0;
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                const unsigned char *mode = sqlite3_column_text(st, 0);
+                wal = mode && strcmp((const char *)mode, "wal") == 0;
+            }
+            sqlite3_finalize(st);
+            if (wal)
+                return LK_OK;
+        }
+        if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+            break;
+        nanosleep(&pause, NULL);
     }
-    sqlite3_finalize(st);
-    if (!ok) {
-        if (sqlite3_errcode(reg->db) == SQLITE_NOTADB)
-            return lk__fail(err, LK_EDB, "%s is not a latchkey key registry", path);
+    if (rc == SQLITE_NOTADB)
+        return lk__fail(err, LK_EDB, "%s is not a latchkey key registry", path);
+    if (rc == SQLITE_ROW)
         return lk__fail(err, LK_EDB,
-                        "cannot open key registry %s in WAL mode: %s", path,
-                        sqlite3_errmsg(reg->db));
-    }
-    return LK_OK;
+                        "cannot open key registry %s in WAL mode (its file "
+                        "system may not support shared memory)", path);
+    return lk__fail(err, LK_EDB, "cannot open key registry %s in WAL mode: %s",
+                    path, sqlite3_errstr(rc));
 }
 
 /* Brings the schema up to REG_SCHEMA_VERSION inside one write transaction,
@@ -344,8 +357,7 @@ static int migrate(lk_registry *reg, const char *path, lk_error *err)
     int64_t version, app_id, tables;
     if (pragma_int(reg, "PRAGMA user_version", &version) ||
         pragma_int(reg, "PRAGMA application_id", &app_id))
-        return lk__fail(err, LK_EDB, "%s is not a latchkey key registry: %s",
-                        path, sqlite3_errmsg(reg->db));
+        return db_fail(reg, err, "cannot read the schema version");
     if (version > REG_SCHEMA_VERSION && app_id == REG_APPLICATION_ID)
         return lk__fail(err, LK_EDB,
                         "key registry %s has schema version %lld, newer than "
@@ -414,7 +426,6 @@ int lk_registry_open(const char *path, lk_registry **out, lk_error *err)
                       reg->db ? sqlite3_errmsg(reg->db) : "out of memory");
         goto fail;
     }
-    sqlite3_extended_result_codes(reg->db, 0);
     sqlite3_busy_timeout(reg->db, REG_BUSY_TIMEOUT_MS);
     if ((rc = set_wal(reg, path, err)) != LK_OK)
         goto fail;
@@ -519,7 +530,7 @@ static int insert_new_key(lk_registry *reg, const char *workspace, lk_env env,
             return LK_OK;
         }
         lk_key_destroy(key);
-        if (rc != SQLITE_CONSTRAINT)
+        if ((rc & 0xff) != SQLITE_CONSTRAINT)
             return db_fail(reg, err, "cannot store key");
     }
     return lk__fail(err, LK_EEXIST, "key registry: could not allocate a unique key id");

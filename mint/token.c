@@ -15,7 +15,6 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include "latchkey/token.h"
 #include "lk_internal.h"
@@ -123,7 +122,7 @@ int lk_token_mint(lk_key *key, const lk_mint_opts *opts, char **out,
     char header[64 + LK_KID_BYTES];
     char jti[LK__B64URL_LEN(JTI_RAW_BYTES) + 1];
     uint8_t jti_raw[JTI_RAW_BYTES];
-    uint8_t digest[LK__SHA256_BYTES], sig[LK__SIG_BYTES];
+    uint8_t sig[LK__SIG_BYTES];
     size_t sub_len = 0, aud_len = 0, header_len, payload_len, total, pos;
     char *cap_json = NULL, *payload = NULL, *tok = NULL;
     lk_cap *cap = NULL;
@@ -217,8 +216,7 @@ int lk_token_mint(lk_key *key, const lk_mint_opts *opts, char **out,
                       pos + 1 + SIG_B64_LEN, LK_TOKEN_MAX_BYTES);
         goto done;
     }
-    SHA256((const unsigned char *)tok, pos, digest);
-    if ((rc = lk__key_sign(key, digest, sig))) {
+    if ((rc = lk__key_sign(key, tok, pos, sig))) {
         rc = lk__fail(err, rc, "signing failed");
         goto done;
     }
@@ -399,9 +397,11 @@ static int check_claims(const cJSON *claims, const lk_verify_opts *opts,
     if ((rc = lk__cap_from_cjson(cap, &c->cap, err))) {
         /* Keep cap.c's message (it names the bad pattern or action), but
          * any failure of a present cap is an invalid capability. */
+        if (rc == LK_ENOMEM)
+            return rc;
         if (err)
             err->code = LK_ECAP;
-        return rc == LK_ENOMEM ? rc : LK_ECAP;
+        return LK_ECAP;
     }
 
     c->jti = strdup(jti->valuestring);
@@ -419,7 +419,6 @@ int lk_token_verify(const char *token, size_t len, const lk_verify_opts *opts,
     const char *dot1, *dot2;
     size_t hlen, plen, slen;
     uint8_t *buf = NULL, *hbuf, *pbuf, *sbuf;
-    uint8_t digest[LK__SHA256_BYTES];
     long hdec, pdec, sdec;
     cJSON *header = NULL, *claims = NULL;
     lk_key_info info = {0};
@@ -488,8 +487,7 @@ int lk_token_verify(const char *token, size_t len, const lk_verify_opts *opts,
         rc = lk__fail(err, LK_ETOKEN_SIGNATURE, "token signature must be 64 bytes");
         goto done;
     }
-    SHA256((const unsigned char *)token, (size_t)(dot2 - token), digest);
-    if ((rc = lk__pubkey_verify(info.pubkey, digest, sbuf))) {
+    if ((rc = lk__pubkey_verify(info.pubkey, token, (size_t)(dot2 - token), sbuf))) {
         rc = rc == LK_ETOKEN_SIGNATURE
                  ? lk__fail(err, rc, "token signature invalid")
                  : lk__fail(err, rc, "signature check failed: %s", lk_strerror(rc));

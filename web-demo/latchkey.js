@@ -121,6 +121,9 @@ export class Channel {
     if (listener) this._listeners.add(listener);
     if (this._subscribed) return Promise.resolve({ seq: this._lastSeq });
     const p = new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
+    /* Callers often ignore this promise; refusals also reach the client's
+     * "error" event, so an unawaited one must not be an unhandled rejection. */
+    p.catch(() => {});
     if (!this._wanted) {
       this._wanted = true;
       this._initialSince = since === undefined ? null : since;
@@ -198,6 +201,7 @@ export class Channel {
   }
 
   _onRefused(err) {
+    err.channel = this.name;
     this._wanted = false;
     this._subscribed = false;
     this._listeners.clear();
@@ -248,8 +252,8 @@ export class Channel {
  * - `renewed` `{expiresAt}`: the token was replaced in-band
  * - `unsubscribed` `{channel, reason}`: the broker dropped a subscription
  *   (e.g. `capability_revoked`)
- * - `error` `LatchkeyError`: a broker error not tied to a request, or a
- *   failed renewal
+ * - `error` `LatchkeyError`: a broker error not tied to a request, a
+ *   refused subscription (`err.channel` names it), or a failed renewal
  * - `statechange` `{state, previous}`
  */
 export class Latchkey {
@@ -359,6 +363,7 @@ export class Latchkey {
   connect() {
     if (this._state === "connected") return Promise.resolve();
     const p = new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
+    p.catch(() => {}); /* also reported by the "failed" event */
     if (this._state !== "connecting" && this._state !== "disconnected") {
       this._attempt = 0;
       this._authRejections = 0;
@@ -606,7 +611,10 @@ export class Latchkey {
       if (gen !== this._gen) return;
       if (err) {
         /* A lost connection resubscribes on the next welcome. */
-        if (err.code !== "disconnected" && err.code !== "timeout" && err.code !== "closed") ch._onRefused(err);
+        if (err.code !== "disconnected" && err.code !== "timeout" && err.code !== "closed") {
+          ch._onRefused(err);
+          this._emit("error", err);
+        }
         return;
       }
       if (!ch._wanted) {

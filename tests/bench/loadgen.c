@@ -124,23 +124,6 @@ static void die(const char *fmt, ...)
 
 /* ---- received messages ---- */
 
-/* Value of a JSON string member within [p, p+len): `pat` is `"key":"`.
- * No unescaping: the keys and values read here never need it. */
-static int json_str(const char *p, size_t len, const char *pat, size_t plen, const char **v,
-                    size_t *vlen)
-{
-    const char *s = memmem(p, len, pat, plen);
-    if (!s)
-        return -1;
-    s += plen;
-    const char *e = memchr(s, '"', len - (size_t)(s - p));
-    if (!e)
-        return -1;
-    *v = s;
-    *vlen = (size_t)(e - s);
-    return 0;
-}
-
 /* Parses the digits at *s (advancing it) up to `e`. */
 static int parse_digits(const char **s, const char *e, uint64_t *out)
 {
@@ -168,26 +151,61 @@ static int skip(const char **s, const char *e, const char *lit, size_t n)
     return 0;
 }
 
-static int json_uint(const char *p, size_t len, const char *pat, size_t plen, uint64_t *out)
+static const char *skip_ws(const char *s, const char *e)
 {
-    const char *s = memmem(p, len, pat, plen);
-    if (!s)
+    while (s < e && (*s == ' ' || *s == '\t' || *s == '\r'))
+        s++;
+    return s;
+}
+
+/* The start of the value of member `qkey` (the key with its quotes) in
+ * [p, p+len), past the colon and any whitespace; NULL if absent. A plain
+ * search, not a parser: good for the flat messages read here. */
+static const char *json_member(const char *p, size_t len, const char *qkey, size_t klen)
+{
+    const char *e = p + len, *s = p;
+    while ((s = memmem(s, (size_t)(e - s), qkey, klen))) {
+        const char *v = skip_ws(s + klen, e);
+        if (v < e && *v == ':')
+            return skip_ws(v + 1, e);
+        s += klen;
+    }
+    return NULL;
+}
+
+/* A string member's value, without unescaping (the keys and values read
+ * here never need it). */
+static int json_str(const char *p, size_t len, const char *qkey, size_t klen, const char **v,
+                    size_t *vlen)
+{
+    const char *s = json_member(p, len, qkey, klen);
+    if (!s || *s != '"')
         return -1;
-    s += plen;
-    return parse_digits(&s, p + len, out);
+    s++;
+    const char *e = memchr(s, '"', len - (size_t)(s - p));
+    if (!e)
+        return -1;
+    *v = s;
+    *vlen = (size_t)(e - s);
+    return 0;
+}
+
+static int json_uint(const char *p, size_t len, const char *qkey, size_t klen, uint64_t *out)
+{
+    const char *s = json_member(p, len, qkey, klen);
+    return s ? parse_digits(&s, p + len, out) : -1;
 }
 
 /* A `message` on a subscriber: count it, check its publisher's sequence
  * and record its latency. */
 static void on_data(lg_conn *c, const char *p, size_t len)
 {
-    const char *d = memmem(p, len, "\"data\":{", 8);
+    const char *d = json_member(p, len, "\"data\"", 6);
     uint64_t t, n, id;
-    if (!d) {
+    if (!d || *d != '{') {
         g.bad_payload++;
         return;
     }
-    d += 7;
     /* The publisher's payload has no nested object: it ends at the first '}'. */
     const char *e = memchr(d, '}', len - (size_t)(d - p));
     size_t dl = e ? (size_t)(e - d) : 0;
@@ -197,8 +215,8 @@ static void on_data(lg_conn *c, const char *p, size_t len)
              skip(&q, e, ",\"n\":", 5) == 0 && parse_digits(&q, e, &n) == 0 &&
              skip(&q, e, ",\"i\":", 5) == 0 && parse_digits(&q, e, &id) == 0;
     if (!ok)
-        ok = e && json_uint(d, dl, "\"t\":", 4, &t) == 0 && json_uint(d, dl, "\"n\":", 4, &n) == 0 &&
-             json_uint(d, dl, "\"i\":", 4, &id) == 0;
+        ok = e && json_uint(d, dl, "\"t\"", 3, &t) == 0 &&
+             json_uint(d, dl, "\"n\"", 3, &n) == 0 && json_uint(d, dl, "\"i\"", 3, &id) == 0;
     if (!ok || id >= LG_MAX_PUBLISHERS || n > UINT32_MAX) {
         g.bad_payload++;
         return;
@@ -239,7 +257,7 @@ static void on_line(lg_net *net, lg_conn *c, const char *p, size_t len)
             on_data(c, p, len);
         return;
     }
-    if (json_str(p, len, "\"op\":\"", 6, &op, &oplen) < 0) {
+    if (json_str(p, len, "\"op\"", 4, &op, &oplen) < 0) {
         lg_tally_str(&g.errors, "unparsed_frame");
         return;
     }
@@ -263,7 +281,7 @@ static void on_line(lg_net *net, lg_conn *c, const char *p, size_t len)
         if (c->state == LG_CS_SUBSCRIBING)
             lg_conn_set_ready(net, c);
     } else if (OP_IS("error")) {
-        if (json_str(p, len, "\"code\":\"", 8, &code, &codelen) < 0) {
+        if (json_str(p, len, "\"code\"", 6, &code, &codelen) < 0) {
             code = "unknown";
             codelen = 7;
         }

@@ -3,8 +3,9 @@
 
 A minimal latchkey.v1 peer built on Python's `websockets` (which checks
 client masking and the handshake itself) sends welcome, answers subscribe,
-fans publishes out to subscribers, packs several messages per frame with
-'\\n', fragments some frames, pings every connection and refuses a wrong
+fans publishes out to subscribers (some with whitespace and members in
+another order), packs several messages per frame with '\\n', fragments
+some frames, pings every connection and refuses a wrong
 token with HTTP 401. loadgen's sub, pub and idle modes must count exactly
 what was sent, with no gaps.
 
@@ -87,9 +88,16 @@ class Peer:
                                     % (msg["id"], ch, self.seq))
                 elif msg["op"] == "publish":
                     self.seq += 1
-                    data = json.dumps(msg["data"], separators=(",", ":"))
-                    out = ('{"op":"message","channel":"%s","seq":%d,"data":%s,'
-                           '"from":null,"ts":0}' % (msg["channel"], self.seq, data))
+                    if self.seq % 4:
+                        data = json.dumps(msg["data"], separators=(",", ":"))
+                        out = ('{"op":"message","channel":"%s","seq":%d,"data":%s,'
+                               '"from":null,"ts":0}' % (msg["channel"], self.seq, data))
+                    else:
+                        # Insignificant whitespace and another member order
+                        # are allowed too.
+                        out = json.dumps({"channel": msg["channel"], "op": "message",
+                                          "seq": self.seq, "from": "data", "ts": 0,
+                                          "data": msg["data"]})
                     for q in self.channels.get(msg["channel"], ()):
                         q.put_nowait(out)
         except websockets.ConnectionClosed:

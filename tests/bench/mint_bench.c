@@ -73,13 +73,13 @@ static int op_verify(bench *b, long i)
 static int op_sign(bench *b, long i)
 {
     b->digest[0] = (uint8_t)i;
-    return lk__key_sign(b->key, b->digest, b->sig);
+    return lk__key_sign(b->key, b->digest, sizeof b->digest, b->sig);
 }
 
 static int op_raw_verify(bench *b, long i)
 {
     (void)i;
-    return lk__pubkey_verify(b->pub, b->digest, b->sig);
+    return lk__pubkey_verify(b->pub, b->digest, sizeof b->digest, b->sig);
 }
 
 /* Runs `op` for `secs` seconds; returns ops/s, or -1 if an op failed. */

@@ -136,7 +136,7 @@ const scriptedTests = [
     const got = [];
     const ch = rt.channel("chat:lobby");
     const subscribed = ch.subscribe((data, meta) => got.push([data, meta]));
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     const c = await b.connection(0);
     const sub = await c.next(op("subscribe"));
     eq(sub.channel, "chat:lobby", "subscribe channel");
@@ -167,7 +167,7 @@ const scriptedTests = [
       threw = e;
     }
     check(threw instanceof TypeError, "a negative since is refused");
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     const c0 = await b.connection(0);
     const s0 = await c0.next(op("subscribe"));
     eq(s0.since, 0, "since on the first subscribe");
@@ -182,7 +182,7 @@ const scriptedTests = [
 
   ["publish resolves on ack and rejects with the broker's error code", () => scripted(async (b, make) => {
     const rt = make();
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     const c = await b.connection(0);
     const p1 = rt.channel("news").publish({ n: 1 });
     const m1 = await c.next(op("publish"));
@@ -200,7 +200,7 @@ const scriptedTests = [
 
   ["token_expiring renews in-band on the same connection", () => scripted(async (b, make) => {
     const rt = make();
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     const c = await b.connection(0);
     const first = c.protocols[1].slice("bearer.".length);
     const renewed = nextEvent(rt, "renewed");
@@ -216,7 +216,7 @@ const scriptedTests = [
     const rt = make();
     const seen = [];
     rt.channel("chat:lobby").subscribe((d, m) => seen.push(m.seq));
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     const c0 = await b.connection(0);
     const s0 = await c0.next(op("subscribe"));
     c0.send({ op: "subscribed", id: s0.id, channel: "chat:lobby", seq: 0 });
@@ -242,7 +242,7 @@ const scriptedTests = [
   ["a broker whose history restarted resets the channel's seq", () => scripted(async (b, make) => {
     const rt = make();
     rt.channel("c").subscribe(() => {});
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     const c0 = await b.connection(0);
     const s0 = await c0.next(op("subscribe"));
     c0.send({ op: "subscribed", id: s0.id, channel: "c", seq: 40 });
@@ -260,7 +260,7 @@ const scriptedTests = [
 
   ["a silent broker: requests time out and the link is re-established", () => scripted(async (b, make) => {
     const rt = make({ requestTimeout: 300, heartbeatInterval: 0 });
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     await b.connection(0);
     const t0 = Date.now();
     const err = await rt.channel("x").publish(1).then(() => null, (e) => e);
@@ -273,7 +273,7 @@ const scriptedTests = [
 
   ["heartbeat pings an idle connection and drops it when unanswered", () => scripted(async (b, make) => {
     const rt = make({ heartbeatInterval: 300, requestTimeout: 400 });
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     const c0 = await b.connection(0);
     const ping = await c0.next(op("ping"), T(2000));
     c0.send({ op: "pong", id: ping.id });
@@ -291,7 +291,7 @@ const scriptedTests = [
         const rt = make();
         const errors = record(rt, "error");
         const failed = nextEvent(rt, "failed");
-        const err = await rt.connect().then(() => null, (e) => e);
+        const err = await within(rt.connect().then(() => null, (e) => e), T(5000), "connect");
         check(err instanceof LatchkeyError, `connect() rejects after ${code}`);
         const f = await failed;
         eq([f.code, f.reason, rt.state], [code, "closed " + code, "failed"], `failed event for ${code}`);
@@ -305,7 +305,7 @@ const scriptedTests = [
   ["4401, 1001, 4429 and network loss reconnect; backoff grows with jitter and a ceiling", () => scripted(async (b, make) => {
     const rt = make({ rateLimitedDelay: 600 });
     const disc = record(rt, "disconnected");
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     let n = 0;
     for (const code of [4401, 1001, 4408]) {
       (await b.connection(n++)).ws.close(code, "x");
@@ -333,7 +333,7 @@ const scriptedTests = [
   ["the auth callback: a fatal refusal fails, a transient error retries", () => scripted(async (b, make) => {
     const fatal = make({ authCallback: async () => { throw Object.assign(new Error("logged out"), { fatal: true }); } });
     const f = nextEvent(fatal, "failed");
-    await fatal.connect().catch(() => {});
+    await within(fatal.connect().catch(() => {}), T(5000), "connect");
     eq((await f).error.message, "logged out", "fatal auth error");
     eq(b.conns.length, 0, "no WebSocket opened");
 
@@ -354,7 +354,7 @@ const scriptedTests = [
     };
     const rt = make();
     const f = nextEvent(rt, "failed", T(5000));
-    await rt.connect().catch(() => {});
+    await within(rt.connect().catch(() => {}), T(5000), "connect");
     eq((await f).code, 4401, "failed after 4401s");
     eq(b.conns.length, 5, "attempts");
   })],
@@ -362,7 +362,7 @@ const scriptedTests = [
   ["oversized publishes are refused locally instead of closing the link", () => scripted(async (b, make) => {
     b.onConnection = (c) => c.welcome({ max_frame: 200 });
     const rt = make();
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     const err = await rt.channel("x").publish("é".repeat(100)).then(() => null, (e) => e);
     eq(err && err.code, "too_large", "publish refused");
     const bad = await rt.channel("x").publish(10n).then(() => null, (e) => e);
@@ -376,7 +376,7 @@ const scriptedTests = [
     const denied = rt.channel("secret").subscribe(() => {});
     const lobby = rt.channel("lobby");
     lobby.subscribe(() => {});
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     const c = await b.connection(0);
     const s1 = await c.next((m) => m.op === "subscribe" && m.channel === "secret");
     c.send({ op: "error", id: s1.id, code: "forbidden", message: "no" });
@@ -396,7 +396,7 @@ const scriptedTests = [
     const ch = rt.channel("a");
     const fn = () => {};
     ch.subscribe(fn);
-    await rt.connect();
+    await within(rt.connect(), T(5000), "connect");
     const c = await b.connection(0);
     const s = await c.next(op("subscribe"));
     c.send({ op: "subscribed", id: s.id, channel: "a", seq: 0 });
@@ -476,7 +476,7 @@ const realTests = [
     const carol = demoClient(w, "carol");
     try {
       const renewals = record(carol, "renewed");
-      await carol.connect();
+      await within(carol.connect(), T(5000), "connect");
       const connId = carol.connId;
       const exp0 = carol.expiresAt;
       await waitFor(() => renewals.length >= 2, T(9000), "two renewals", 100);
@@ -512,7 +512,7 @@ const realTests = [
       const seen = [];
       dave.channel(CHAT).subscribe((d) => seen.push(d.n));
       const codes = record(dave, "disconnected");
-      await Promise.all([dave.connect(), erin.connect()]);
+      await within(Promise.all([dave.connect(), erin.connect()]), T(5000), "connect");
       await waitFor(() => dave.channel(CHAT).subscribed, T(3000), "subscribed");
       await erin.channel(CHAT).publish({ n: 1 });
       await waitFor(() => seen.includes(1), T(3000), "live message");
@@ -537,7 +537,7 @@ const realTests = [
     try {
       const seen = [];
       frank.channel(CHAT).subscribe((d) => seen.push(d));
-      await frank.connect();
+      await within(frank.connect(), T(5000), "connect");
       const first = frank.connId;
       const disconnected = nextEvent(frank, "disconnected", T(5000));
       const exit = await w.broker.stop();

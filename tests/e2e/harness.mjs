@@ -200,13 +200,23 @@ export function startDemo(apiKey, brokerPort, ttl, extra = []) {
 
 /** Server-side publish through the broker's HTTP API with the API key. */
 export async function serverPublish(brokerPort, apiKey, channel, data) {
-  const res = await within(fetch(`http://127.0.0.1:${brokerPort}/v1/channels/${encodeURIComponent(channel)}/messages`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${apiKey}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ data }),
-  }), T(5000), "server-side publish");
-  const text = await res.text();
-  check(res.status === 202, `POST /v1/channels/${channel}/messages: HTTP ${res.status} ${text.slice(0, 200)}`);
+  const ctl = new AbortController();
+  const exchange = (async () => {
+    const res = await fetch(`http://127.0.0.1:${brokerPort}/v1/channels/${encodeURIComponent(channel)}/messages`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${apiKey}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ data }),
+      signal: ctl.signal,
+    });
+    return [res.status, await res.text()];
+  })();
+  let status, text;
+  try {
+    [status, text] = await within(exchange, T(5000), `POST /v1/channels/${channel}/messages`);
+  } finally {
+    ctl.abort();
+  }
+  check(status === 202, `POST /v1/channels/${channel}/messages: HTTP ${status} ${text.slice(0, 200)}`);
   return JSON.parse(text);
 }
 

@@ -101,10 +101,17 @@ async def test_empty_query_is_no_token(env):
     await h.connect_refused(env, env.b, None, "unauthorized", 4401, query="access_token=")
 
 
-async def test_bearer_requires_latchkey_v1(env):
+async def test_bearer_alone_never_echoed(env):
+    # Clients must offer latchkey.v1 with bearer.<token>; whatever the broker
+    # does with one that does not, it must not select (echo) the token.
     tok = h.mint(env.key)
-    how = await h.not_welcomed(env, env.b, tok, subprotocols=["bearer." + tok])
-    print("     bearer without latchkey.v1: %s" % how)
+    try:
+        c = await h.Conn.open(env, env.b, tok, subprotocols=["bearer." + tok])
+    except h.websockets.InvalidHandshake as e:
+        print("     bearer without latchkey.v1: refused (%s)" % e)
+        return
+    h.check(c.ws.subprotocol in (None, "latchkey.v1"), "selected %r" % c.ws.subprotocol)
+    print("     bearer without latchkey.v1: upgraded, subprotocol %r" % c.ws.subprotocol)
 
 
 async def test_same_token_many_connections(env):
@@ -133,6 +140,6 @@ async def test_unknown_path_not_upgraded(env):
 h.main(setup, [test_welcome_fields, test_welcome_without_sub, test_sandbox_workspace,
                test_each_placement, test_bearer_beats_header, test_header_beats_query,
                test_bearer_beats_query, test_empty_bearer_falls_through,
-               test_empty_query_is_no_token, test_bearer_requires_latchkey_v1,
+               test_empty_query_is_no_token, test_bearer_alone_never_echoed,
                test_same_token_many_connections, test_reconnect_same_token,
                test_unknown_path_not_upgraded])

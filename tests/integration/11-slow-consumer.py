@@ -110,11 +110,11 @@ async def scenario(env, b, count, size):
 
 
 async def test_queue_bytes_overflow(env):
-    await scenario(env, env.by_bytes, 600, 4000)
+    await scenario(env, env.by_bytes, 1200, 4000)
 
 
 async def test_queue_messages_overflow(env):
-    await scenario(env, env.by_count, 3000, 150)
+    await scenario(env, env.by_count, 6000, 1000)
 
 
 h.main(setup, [test_queue_bytes_overflow, test_queue_messages_overflow])

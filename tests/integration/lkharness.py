@@ -261,7 +261,7 @@ def claims_for(cap, sub=None, ttl=600, iat=None, exp=None, nbf=None, aud=None,
                jti=None, extra=None, drop=()):
     iat = now() if iat is None else iat
     c = {"iat": iat, "exp": iat + ttl if exp is None else exp,
-         "jti": jti or new_jti(), "cap": cap}
+         "jti": new_jti() if jti is None else jti, "cap": cap}
     if sub is not None:
         c["sub"] = sub
     if nbf is not None:
@@ -433,6 +433,10 @@ class Broker:
                   "broker died during the tests (exit %s)" % self.proc.returncode)
             rc, _ = self.signal_and_wait()
             eq(rc, 0, "broker exit code after SIGTERM")
+        if WRAPPER and "valgrind" in os.path.basename(WRAPPER[0]):
+            with self.cond:
+                check(any(l.startswith("==") for l in self.lines),
+                      "the broker did not run under valgrind")
         self.check_logs()
 
     def check_logs(self):
@@ -534,7 +538,12 @@ class Conn:
         return c
 
     async def send(self, msg):
-        await self.ws.send(msg if isinstance(msg, (str, bytes)) else dumps(msg))
+        """Sends a dict as compact JSON, str as a text frame, bytes as a
+        binary frame, and a tuple of str as one fragmented text message."""
+        if isinstance(msg, tuple):
+            await self.ws.send(iter(msg))
+        else:
+            await self.ws.send(msg if isinstance(msg, (str, bytes)) else dumps(msg))
 
     async def send_quiet(self, msg):
         """Sends when the broker may close the connection mid-send."""
@@ -710,10 +719,12 @@ class RawWS:
         check(head.startswith(b"HTTP/1.1 101"), "upgrade refused: %r" % head[:80])
         self.eof = False
 
-    def send_frame(self, opcode, payload):
+    def send_frame(self, opcode, payload, fin=True, length=None):
+        """Sends one masked frame. `length` may announce more payload than
+        is sent, to test a peer's reaction to a frame's header alone."""
         mask = os.urandom(4)
-        n = len(payload)
-        hdr = bytes([0x80 | opcode])
+        n = len(payload) if length is None else length
+        hdr = bytes([(0x80 if fin else 0) | opcode])
         if n < 126:
             hdr += bytes([0x80 | n])
         elif n < 65536:
@@ -722,6 +733,21 @@ class RawWS:
             hdr += bytes([0x80 | 127]) + n.to_bytes(8, "big")
         body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         self.sock.sendall(hdr + mask + body)
+
+    def until_close(self, timeout):
+        """Reads to the close frame: (close code or None at EOF, [text
+        messages before it])."""
+        texts = []
+        deadline = time.monotonic() + timeout
+        for _ in range(100000):
+            m = self.read_message(max(0.01, deadline - time.monotonic()))
+            if m is None:
+                return None, texts
+            if m[0] == 0x8:
+                return (int.from_bytes(m[1][:2], "big") if len(m[1]) >= 2 else None), texts
+            if m[0] == 0x1:
+                texts.append(m[1].decode())
+        raise Failure("too many frames")
 
     def _fill(self, need, deadline):
         while len(self.buf) < need:

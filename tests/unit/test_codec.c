@@ -151,8 +151,8 @@ static void test_id_values(void)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char frame[96];
-        snprintf(frame, sizeof frame, "{\"op\":\"publish\",\"id\":%s,\"channel\":\"c\",\"data\":1}",
-                 bad[i]);
+        snprintf(frame, sizeof frame,
+                 "{\"op\":\"publish\",\"id\":%s,\"channel\":\"c\",\"data\":1}", bad[i]);
         ASSERT_PARSE(frame, LK_PARSE_BAD_REQUEST);
         ASSERT_EQ(parse(frame, &r), LK_PARSE_BAD_REQUEST);
         ASSERT_EQ(r.op, LK_OP_PUBLISH);
@@ -184,7 +184,8 @@ static void test_bad_channel(void)
     for (size_t o = 0; o < 3; o++) {
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
             char frame[160];
-            snprintf(frame, sizeof frame, "{\"op\":\"%s\",\"id\":9%s,\"data\":1}", ops[o], bad[i]);
+            snprintf(frame, sizeof frame, "{\"op\":\"%s\",\"id\":9%s,\"data\":1}", ops[o],
+                     bad[i]);
             ASSERT_PARSE(frame, LK_PARSE_BAD_REQUEST);
             ASSERT_EQ(parse(frame, &r), LK_PARSE_BAD_REQUEST);
             ASSERT_EQ(r.has_id, 1);
@@ -211,7 +212,8 @@ static void test_bad_channel(void)
 static void test_bad_publish_data(void)
 {
     lk_request r;
-    ASSERT_EQ(parse("{\"op\":\"publish\",\"id\":3,\"channel\":\"c\"}", &r), LK_PARSE_BAD_REQUEST);
+    ASSERT_EQ(parse("{\"op\":\"publish\",\"id\":3,\"channel\":\"c\"}", &r),
+              LK_PARSE_BAD_REQUEST);
     ASSERT_EQ(r.op, LK_OP_PUBLISH);
     ASSERT_EQ(r.id, 3);
     ASSERT_STREQ(why, "data is required");
@@ -224,8 +226,8 @@ static void test_bad_since(void)
     lk_request r;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char frame[128];
-        snprintf(frame, sizeof frame, "{\"op\":\"subscribe\",\"id\":1,\"channel\":\"c\",\"since\":%s}",
-                 bad[i]);
+        snprintf(frame, sizeof frame,
+                 "{\"op\":\"subscribe\",\"id\":1,\"channel\":\"c\",\"since\":%s}", bad[i]);
         ASSERT_PARSE(frame, LK_PARSE_BAD_REQUEST);
         ASSERT_STREQ(why, "since must be a non-negative integer");
     }
@@ -296,7 +298,8 @@ static void test_protocol_not_one_object(void)
         "", " ", "\n", "[]", "[{\"op\":\"ping\"}]", "1", "\"op\"", "null", "true",
         "{\"op\":\"ping\"}\n{\"op\":\"ping\"}",
         "{\"op\":\"ping\",\"id\":1}\n{\"op\":\"ping\",\"id\":2}\n",
-        "{\"op\":\"ping\"}x", "{\"op\":\"ping\"},", "{\"op\":\"ping\"}}", "{\"op\":\"ping\"} 1",
+        "{\"op\":\"ping\"}x", "{\"op\":\"ping\"},", "{\"op\":\"ping\"}}",
+        "{\"op\":\"ping\"} 1",
         "{\"op\":\"ping\"", "{\"op\":\"ping\",", "{\"op\":", "{\"op\"", "{\"op", "{",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -324,42 +327,39 @@ static void test_protocol_op(void)
     ASSERT_STREQ(why, "missing op");
 }
 
+/* `{"op":"ping","x":<value>}`: a valid frame around one value. */
+static const char *ping_with(const char *value)
+{
+    static char frame[256];
+    snprintf(frame, sizeof frame, "{\"op\":\"ping\",\"x\":%s}", value);
+    return frame;
+}
+
 static void test_protocol_invalid_json(void)
 {
-    static const char *bad[] = {
+    static const char *bad_frames[] = {
         "{\"op\":\"ping\",}", "{,\"op\":\"ping\"}", "{'op':'ping'}", "{op:\"ping\"}",
-        "{\"op\" \"ping\"}", "{\"op\"::\"ping\"}",
-        "{\"op\":\"ping\",\"x\":01}", "{\"op\":\"ping\",\"x\":1.}", "{\"op\":\"ping\",\"x\":.5}",
-        "{\"op\":\"ping\",\"x\":+1}", "{\"op\":\"ping\",\"x\":1e}", "{\"op\":\"ping\",\"x\":1e+}",
-        "{\"op\":\"ping\",\"x\":-}", "{\"op\":\"ping\",\"x\":--1}", "{\"op\":\"ping\",\"x\":0x10}",
-        "{\"op\":\"ping\",\"x\":NaN}", "{\"op\":\"ping\",\"x\":Infinity}",
-        "{\"op\":\"ping\",\"x\":tru}", "{\"op\":\"ping\",\"x\":True}", "{\"op\":\"ping\",\"x\":nul}",
-        "{\"op\":\"ping\",\"x\":falsey}", "{\"op\":\"ping\",\"x\":}",
-        "{\"op\":\"ping\",\"x\":[1,]}", "{\"op\":\"ping\",\"x\":[1 2]}", "{\"op\":\"ping\",\"x\":[}",
-        "{\"op\":\"ping\",\"x\":{]}", "{\"op\":\"ping\",\"x\":{\"a\"}}",
-        "{\"op\":\"ping\",\"x\":{\"a\":1,}}", "{\"op\":\"ping\",\"x\":{1:2}}",
-        "{\"op\":\"ping\",\"x\":[[[]]}", "{\"op\":\"ping\",\"x\":\"\\q\"}",
-        "{\"op\":\"ping\",\"x\":\"\\u12\"}", "{\"op\":\"ping\",\"x\":\"\\u12g4\"}",
-        "{\"op\":\"ping\",\"x\":\"\\\"}", "{\"op\":\"ping\",\"x\":\"abc}",
-        "{\"op\":\"ping\",\"x\":\"a\x01\"}", "{\"op\":\"ping\",\"x\":\"a\nb\"}",
-        "{\"op\":\"ping\",\"x\":\"a\tb\"}", "{\"op\":\"ping\",\"x\":\"\x1f\"}",
-        /* lone or mismatched surrogates */
-        "{\"op\":\"ping\",\"x\":\"\\ud800\"}", "{\"op\":\"ping\",\"x\":\"\\udc00\"}",
-        "{\"op\":\"ping\",\"x\":\"\\ud800\\u0041\"}", "{\"op\":\"ping\",\"x\":\"\\ud800\\ud800\"}",
-        "{\"op\":\"ping\",\"x\":\"\\udbff x\"}", "{\"op\":\"ping\",\"x\":\"\\ud800\\\"}",
-        /* invalid UTF-8 */
-        "{\"op\":\"ping\",\"x\":\"\xff\"}", "{\"op\":\"ping\",\"x\":\"\x80\"}",
-        "{\"op\":\"ping\",\"x\":\"\xc0\x80\"}", "{\"op\":\"ping\",\"x\":\"\xc1\xbf\"}",
-        "{\"op\":\"ping\",\"x\":\"\xe0\x80\xaf\"}", "{\"op\":\"ping\",\"x\":\"\xed\xa0\x80\"}",
-        "{\"op\":\"ping\",\"x\":\"\xf4\x90\x80\x80\"}", "{\"op\":\"ping\",\"x\":\"\xf5\x80\x80\x80\"}",
-        "{\"op\":\"ping\",\"x\":\"\xc3\"}", "{\"op\":\"ping\",\"x\":\"\xe2\x82\"}",
-        "{\"op\":\"ping\",\"x\":\"\xf0\x9f\x98\"}", "{\"op\":\"ping\",\"x\":\"\xc3\x28\"}",
-        "{\"op\":\"ping\"\xc2\xa0}",
+        "{\"op\" \"ping\"}", "{\"op\"::\"ping\"}", "{\"op\":\"ping\"\xc2\xa0}",
         "{\"op\":\"ping\",\"x\xff\":1}", "\xef\xbb\xbf{\"op\":\"ping\"}",
         "{\"op\":\"ping\"\f}", "{\"op\":\"ping\"\v}",
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        ASSERT_PARSE(bad[i], LK_PARSE_PROTOCOL);
+    static const char *bad_values[] = {
+        "01", "1.", ".5", "+1", "1e", "1e+", "-", "--1", "0x10", "NaN", "Infinity",
+        "tru", "True", "nul", "falsey", "", "[1,]", "[1 2]", "[", "[}", "{]", "{\"a\"}",
+        "{\"a\":1,}", "{1:2}", "[[[]]", "\"\\q\"", "\"\\u12\"", "\"\\u12g4\"", "\"\\\"",
+        "\"abc", "\"a\x01\"", "\"a\nb\"", "\"a\tb\"", "\"\x1f\"",
+        /* lone or mismatched surrogates */
+        "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\ud800\\ud800\"",
+        "\"\\udbff x\"", "\"\\ud800\\\"",
+        /* invalid UTF-8: stray, overlong, surrogate, too high, truncated */
+        "\"\xff\"", "\"\x80\"", "\"\xc0\x80\"", "\"\xc1\xbf\"", "\"\xe0\x80\xaf\"",
+        "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xf5\x80\x80\x80\"", "\"\xc3\"",
+        "\"\xe2\x82\"", "\"\xf0\x9f\x98\"", "\"\xc3\x28\"",
+    };
+    for (size_t i = 0; i < sizeof bad_frames / sizeof bad_frames[0]; i++)
+        ASSERT_PARSE(bad_frames[i], LK_PARSE_PROTOCOL);
+    for (size_t i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++)
+        ASSERT_PARSE(ping_with(bad_values[i]), LK_PARSE_PROTOCOL);
 }
 
 /* ---- valid edge cases ------------------------------------------------- */
@@ -367,18 +367,18 @@ static void test_protocol_invalid_json(void)
 static void test_valid_strings(void)
 {
     static const char *good[] = {
-        "{\"op\":\"ping\",\"x\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\"}",
-        "{\"op\":\"ping\",\"x\":\"\\ud83d\\ude00 \\uDBFF\\uDFFF \\u00e9\\u0000\"}",
-        "{\"op\":\"ping\",\"x\":\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t\"}",
-        "{\"op\":\"ping\",\"x\":\"\x7f\"}",
-        "{\"op\":\"ping\",\"\":0,\"\xe2\x82\xac\":[]}",
-        "{\"op\":\"ping\",\"x\":[0,-0,1.5,-1.5e10,1E+2,1e-2,0.0,123456789012345678901234567890]}",
-        "{\"op\":\"ping\",\"x\":[true,false,null,{},[],\"\"]}",
-        "{\"op\":\"ping\",\"x\":\"a long string that runs past several eight byte words "
-        "\\\" with \\\\ escapes \xc3\xa9 in the middle and at the end\"}",
+        "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\"",
+        "\"\\ud83d\\ude00 \\uDBFF\\uDFFF \\u00e9\\u0000\"",
+        "\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t\"",
+        "\"\x7f\"",
+        "{\"\":0,\"\xe2\x82\xac\":[]}",
+        "[0,-0,1.5,-1.5e10,1E+2,1e-2,0.0,123456789012345678901234567890]",
+        "[true,false,null,{},[],\"\"]",
+        "\"a long string that runs past several eight byte words \\\" with \\\\ escapes "
+        "\xc3\xa9 in the middle and at the end\"",
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-        ASSERT_PARSE(good[i], LK_PARSE_OK);
+        ASSERT_PARSE(ping_with(good[i]), LK_PARSE_OK);
 }
 
 static void test_escaped_key_and_op(void)
@@ -394,6 +394,15 @@ static void test_escaped_key_and_op(void)
     /* An escaped duplicate is still a duplicate: the first wins. */
     ASSERT_EQ(parse("{\"op\":\"ping\",\"\\u006fp\":\"nope\"}", &r), LK_PARSE_OK);
     ASSERT_EQ(r.op, LK_OP_PING);
+    /* Escapes that decode to something else are other keys and ops. */
+    ASSERT_EQ(parse("{\"op\":\"ping\",\"i\\u0064\\n\":1,\"\\/id\":2,\"\\u00e9\":3,"
+                    "\"\\u0069\\u0064\\u0069\\u0064\\u0069\\u0064\\u0069\\u0064\\u0069\":4}", &r),
+              LK_PARSE_OK);
+    ASSERT_EQ(r.has_id, 0);
+    ASSERT_PARSE("{\"op\":\"ping\\n\"}", LK_PARSE_PROTOCOL);
+    ASSERT_PARSE("{\"op\":\"\\/ping\"}", LK_PARSE_PROTOCOL);
+    ASSERT_PARSE("{\"op\":\"\\t\\b\\f\\r\\\"\\\\\"}", LK_PARSE_PROTOCOL);
+    ASSERT_PARSE("{\"op\":\"p\\u00efng\"}", LK_PARSE_PROTOCOL);
 }
 
 static void test_data_values(void)
@@ -404,18 +413,20 @@ static void test_data_values(void)
         "1.0000000000000000000001e-400",
         "null", "false", "0", "\"\"", "[]", "{}",
         "{\"a\":{\"b\":[1,{\"c\":[null,true,\"x\"]}]},\"n\":18446744073709551616}",
-        "\"quote \\\" backslash \\\\ newline \\n unicode \\u00e9 \\ud83d\\ude00 raw \xc3\xa9\"",
+        "\"quote \\\" backslash \\\\ newline \\n unicode \\u00e9 \\ud83d\\ude00 "
+        "raw \xc3\xa9\"",
         "[1, 2,\t3 ,\n4]",
         "{ \"spaced\" : \"a b\" }",
     };
     lk_request r;
     for (size_t i = 0; i < sizeof data / sizeof data[0]; i++) {
         char frame[256];
-        snprintf(frame, sizeof frame, "{\"op\":\"publish\",\"channel\":\"c\",\"data\": \n%s\t ,\"id\":1}",
-                 data[i]);
+        snprintf(frame, sizeof frame,
+                 "{\"op\":\"publish\",\"channel\":\"c\",\"data\": \n%s\t ,\"id\":1}", data[i]);
         ASSERT_EQ(parse(frame, &r), LK_PARSE_OK);
         ASSERT_SPAN(r.data, data[i]);
-        snprintf(frame, sizeof frame, "{\"op\":\"publish\",\"channel\":\"c\",\"data\":%s}", data[i]);
+        snprintf(frame, sizeof frame, "{\"op\":\"publish\",\"channel\":\"c\",\"data\":%s}",
+                 data[i]);
         ASSERT_EQ(parse(frame, &r), LK_PARSE_OK);
         ASSERT_SPAN(r.data, data[i]);
     }
@@ -436,10 +447,11 @@ static void test_duplicates_and_unknown(void)
     ASSERT_EQ(parse("{\"op\":\"publish\",\"channel\":1,\"channel\":\"ok\",\"data\":1}", &r),
               LK_PARSE_BAD_REQUEST);
 
-    ASSERT_EQ(parse("{\"op\":\"ping\",\"foo\":{\"bar\":[1,2,{\"x\":null}]},\"id\":3,\"zz\":\"\"}",
-                    &r), LK_PARSE_OK);
+    ASSERT_EQ(parse("{\"op\":\"ping\",\"foo\":{\"bar\":[1,2,{\"x\":null}]},\"id\":3,"
+                    "\"zz\":\"\"}", &r), LK_PARSE_OK);
     ASSERT_EQ(r.id, 3);
-    ASSERT_EQ(parse("{\"op\":\"auth\",\"token\":\"t\",\"tokens\":1,\"toke\":2}", &r), LK_PARSE_OK);
+    ASSERT_EQ(parse("{\"op\":\"auth\",\"token\":\"t\",\"tokens\":1,\"toke\":2}", &r),
+              LK_PARSE_OK);
     ASSERT_SPAN(r.token, "t");
 }
 
@@ -481,7 +493,11 @@ static char *nested(size_t depth, const char *open, const char *close, const cha
 static void test_depth(void)
 {
     static const char head[] = "{\"op\":\"publish\",\"id\":8,\"channel\":\"c\",\"data\":";
-    static const struct { size_t depth; const char *open, *close; lk_parse_rc want; } cases[] = {
+    static const struct {
+        size_t depth;
+        const char *open, *close;
+        lk_parse_rc want;
+    } cases[] = {
         {LK_CODEC_MAX_DEPTH, "[", "]", LK_PARSE_OK},
         {LK_CODEC_MAX_DEPTH, "{\"a\":", "}", LK_PARSE_OK},
         {LK_CODEC_MAX_DEPTH + 1, "[", "]", LK_PARSE_BAD_REQUEST},
@@ -637,12 +653,13 @@ static const lk_span lobby = {"chat:lobby", 10};
 
 static void test_write_welcome(void)
 {
-    CHECK_WRITER("{\"op\":\"welcome\",\"conn_id\":\"c_1f\",\"client_id\":\"u1\",\"workspace\":\"ws_a\","
-                 "\"expires_at\":1700000600,\"server_time\":1700000000123,\"max_frame\":65536}",
-                 lk_codec_welcome(buf_, cap_, "c_1f", "u1", "ws_a", 1700000600, 1700000000123LL,
-                                  65536));
-    CHECK_WRITER("{\"op\":\"welcome\",\"conn_id\":\"c\",\"client_id\":null,\"workspace\":\"ws_a\","
-                 "\"expires_at\":0,\"server_time\":-1,\"max_frame\":0}",
+    CHECK_WRITER("{\"op\":\"welcome\",\"conn_id\":\"c_1f\",\"client_id\":\"u1\","
+                 "\"workspace\":\"ws_a\",\"expires_at\":1700000600,"
+                 "\"server_time\":1700000000123,\"max_frame\":65536}",
+                 lk_codec_welcome(buf_, cap_, "c_1f", "u1", "ws_a", 1700000600,
+                                  1700000000123LL, 65536));
+    CHECK_WRITER("{\"op\":\"welcome\",\"conn_id\":\"c\",\"client_id\":null,"
+                 "\"workspace\":\"ws_a\",\"expires_at\":0,\"server_time\":-1,\"max_frame\":0}",
                  lk_codec_welcome(buf_, cap_, "c", NULL, "ws_a", 0, -1, 0));
     CHECK_WRITER("{\"op\":\"welcome\",\"conn_id\":\"c\",\"client_id\":\"a\\\"b\\\\c\\u000a\","
                  "\"workspace\":\"ws_a\",\"expires_at\":1,\"server_time\":2,\"max_frame\":3}",
@@ -653,10 +670,11 @@ static void test_write_subscribed(void)
 {
     CHECK_WRITER("{\"op\":\"subscribed\",\"id\":1,\"channel\":\"chat:lobby\",\"seq\":0}",
                  lk_codec_subscribed(buf_, cap_, 1, 1, lobby, 0));
-    CHECK_WRITER("{\"op\":\"subscribed\",\"channel\":\"chat:lobby\",\"seq\":18446744073709551615}",
+    CHECK_WRITER("{\"op\":\"subscribed\",\"channel\":\"chat:lobby\","
+                 "\"seq\":18446744073709551615}",
                  lk_codec_subscribed(buf_, cap_, 0, 99, lobby, UINT64_MAX));
-    CHECK_WRITER("{\"op\":\"subscribed\",\"id\":-9223372036854775808,\"channel\":\"chat:lobby\","
-                 "\"seq\":42}",
+    CHECK_WRITER("{\"op\":\"subscribed\",\"id\":-9223372036854775808,"
+                 "\"channel\":\"chat:lobby\",\"seq\":42}",
                  lk_codec_subscribed(buf_, cap_, 1, INT64_MIN, lobby, 42));
 }
 
@@ -714,7 +732,8 @@ static void test_write_message(void)
                  lk_codec_message(buf_, cap_, lobby, 1, (lk_span){"null", 4}, NULL, 0));
     CHECK_WRITER("{\"op\":\"message\",\"channel\":\"chat:lobby\",\"seq\":2,\"data\":1,"
                  "\"from\":\"q\\\"b\\\\s\\u0001\\u000d\",\"ts\":5}",
-                 lk_codec_message(buf_, cap_, lobby, 2, (lk_span){"1", 1}, "q\"b\\s\x01\r", 5));
+                 lk_codec_message(buf_, cap_, lobby, 2, (lk_span){"1", 1}, "q\"b\\s\x01\r",
+                                  5));
     CHECK_WRITER("{\"op\":\"message\",\"channel\":\"chat:lobby\",\"seq\":2,\"data\":null,"
                  "\"from\":null,\"ts\":5}",
                  lk_codec_message(buf_, cap_, lobby, 2, (lk_span){NULL, 0}, NULL, 5));
@@ -733,12 +752,14 @@ static void test_write_error(void)
 LK_TEST_MAIN("codec",
              LK_TEST(test_subscribe), LK_TEST(test_unsubscribe), LK_TEST(test_publish),
              LK_TEST(test_auth), LK_TEST(test_ping), LK_TEST(test_id_values),
-             LK_TEST(test_bad_channel), LK_TEST(test_bad_publish_data), LK_TEST(test_bad_since),
+             LK_TEST(test_bad_channel), LK_TEST(test_bad_publish_data),
+             LK_TEST(test_bad_since),
              LK_TEST(test_bad_token), LK_TEST(test_why_buffer),
              LK_TEST(test_protocol_not_one_object), LK_TEST(test_protocol_op),
              LK_TEST(test_protocol_invalid_json), LK_TEST(test_valid_strings),
              LK_TEST(test_escaped_key_and_op), LK_TEST(test_data_values),
-             LK_TEST(test_duplicates_and_unknown), LK_TEST(test_whitespace), LK_TEST(test_depth),
+             LK_TEST(test_duplicates_and_unknown), LK_TEST(test_whitespace),
+             LK_TEST(test_depth),
              LK_TEST(test_minify), LK_TEST(test_json_string), LK_TEST(test_write_welcome),
              LK_TEST(test_write_subscribed), LK_TEST(test_write_unsubscribed),
              LK_TEST(test_write_ack), LK_TEST(test_write_authed), LK_TEST(test_write_pong),

@@ -405,20 +405,20 @@ static void test_public_matches_private(void)
     lk_key_public(k, raw);
     ASSERT_RC(lk_pubkey_create(raw, &p, NULL), LK_OK);
     memset(digest, 0x5a, sizeof digest);
-    ASSERT_RC(lk__key_sign(k, digest, sig), LK_OK);
-    ASSERT_RC(lk__pubkey_verify(p, digest, sig), LK_OK);
+    ASSERT_RC(lk__key_sign(k, digest, sizeof digest, sig), LK_OK);
+    ASSERT_RC(lk__pubkey_verify(p, digest, sizeof digest, sig), LK_OK);
     /* The cached contexts survive repeated use. */
     for (int i = 0; i < 5; i++) {
         digest[0] = (uint8_t)i;
-        ASSERT_RC(lk__key_sign(k, digest, sig), LK_OK);
-        ASSERT_RC(lk__pubkey_verify(p, digest, sig), LK_OK);
+        ASSERT_RC(lk__key_sign(k, digest, sizeof digest, sig), LK_OK);
+        ASSERT_RC(lk__pubkey_verify(p, digest, sizeof digest, sig), LK_OK);
     }
     digest[1] ^= 1;
-    ASSERT_RC(lk__pubkey_verify(p, digest, sig), LK_ETOKEN_SIGNATURE);
+    ASSERT_RC(lk__pubkey_verify(p, digest, sizeof digest, sig), LK_ETOKEN_SIGNATURE);
     memset(sig, 0, sizeof sig);
-    ASSERT_RC(lk__pubkey_verify(p, digest, sig), LK_ETOKEN_SIGNATURE);
+    ASSERT_RC(lk__pubkey_verify(p, digest, sizeof digest, sig), LK_ETOKEN_SIGNATURE);
     memset(sig, 0xff, sizeof sig);
-    ASSERT_RC(lk__pubkey_verify(p, digest, sig), LK_ETOKEN_SIGNATURE);
+    ASSERT_RC(lk__pubkey_verify(p, digest, sizeof digest, sig), LK_ETOKEN_SIGNATURE);
     lk_pubkey_destroy(p);
     lk_key_destroy(k);
 }

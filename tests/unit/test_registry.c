@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -568,6 +569,48 @@ static void test_schema_checks(void)
     lk_registry_close(NULL);
 }
 
+/* Several processes opening a brand-new file at once migrate it once and
+ * all their writes land (WAL plus the busy timeout serialise them). */
+static void test_concurrent_processes(void)
+{
+    const char *path = new_db_path();
+    enum { PROCS = 4, KEYS_EACH = 5 };
+    pid_t pids[PROCS];
+    for (int i = 0; i < PROCS; i++) {
+        pids[i] = fork();
+        ASSERT_TRUE(pids[i] >= 0);
+        if (pids[i] == 0) {
+            lk_registry *reg = NULL;
+            char raw[LK_KEY_STR_BYTES];
+            lk_error cerr;
+            int ok = lk_registry_open(path, &reg, &cerr) == LK_OK;
+            for (int k = 0; ok && k < KEYS_EACH; k++)
+                ok = lk_registry_create_key(reg, "ws_race", "k", "realtime:publish",
+                                            LK_ENV_LIVE, raw, NULL, &cerr) == LK_OK;
+            if (!ok)
+                fprintf(stderr, "child %d: %s\n", i, cerr.message);
+            OPENSSL_cleanse(raw, sizeof raw);
+            lk_registry_close(reg);
+            _exit(ok ? 0 : 1);
+        }
+    }
+    for (int i = 0; i < PROCS; i++) {
+        int status = -1;
+        ASSERT_EQ(waitpid(pids[i], &status, 0), pids[i]);
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 0);
+    }
+    lk_registry *reg = NULL;
+    lk_error err;
+    ASSERT_RC(lk_registry_open(path, &reg, &err), LK_OK);
+    lk_key_record *recs;
+    size_t n;
+    ASSERT_RC(lk_registry_list(reg, "ws_race", &recs, &n, &err), LK_OK);
+    ASSERT_EQ(n, PROCS * KEYS_EACH);
+    lk_free(recs);
+    lk_registry_close(reg);
+}
+
 static int read_all(const char *path, uint8_t **buf, size_t *len)
 {
     *buf = NULL;
@@ -659,4 +702,5 @@ LK_TEST_MAIN("registry",
              LK_TEST(test_version),
              LK_TEST(test_reopen_persists),
              LK_TEST(test_schema_checks),
+             LK_TEST(test_concurrent_processes),
              LK_TEST(test_no_secret_in_file))

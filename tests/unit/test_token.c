@@ -3,7 +3,6 @@
 #include <jwt.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/sha.h>
 
 #include "latchkey/token.h"
 #include "lk_internal.h"
@@ -130,12 +129,11 @@ static char *forge(lk_key *k, const char *header, const char *payload, enum sig_
     char *h = b64(header, strlen(header)), *p = b64(payload, strlen(payload));
     char *input = join3(h, p, "");
     size_t in_len = strlen(input) - 1; /* drop the trailing '.' */
-    uint8_t digest[LK__SHA256_BYTES], sig[LK__SIG_BYTES];
+    uint8_t sig[LK__SIG_BYTES];
     char *s;
 
     if (mode == SIG_ES256) {
-        SHA256((const unsigned char *)input, in_len, digest);
-        if (lk__key_sign(k, digest, sig) != LK_OK)
+        if (lk__key_sign(k, input, in_len, sig) != LK_OK)
             memset(sig, 0, sizeof sig);
         s = b64(sig, sizeof sig);
     } else if (mode == SIG_JUNK64) {
