@@ -581,7 +581,11 @@ class Conn:
 
     async def _closed(self):
         await asyncio.wait_for(self.ws.wait_closed(), T(3))
-        raise Closed(self.ws.close_code, self.ws.close_reason)
+        code = self.ws.close_code
+        if code == 1006:
+            # No close frame: say what the client saw, for the report.
+            print("     closed without a close frame: %r" % (self.ws.transfer_data_exc,))
+        raise Closed(code, self.ws.close_reason)
 
     async def expect(self, op, timeout=None, **fields):
         m = await self.recv(timeout)
