@@ -12,12 +12,36 @@ set(LK_BROKER_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/session.c
   ${CMAKE_CURRENT_LIST_DIR}/channel.c
   ${CMAKE_CURRENT_LIST_DIR}/fanout.c
-  ${CMAKE_CURRENT_LIST_DIR}/codec.c)
+  ${CMAKE_CURRENT_LIST_DIR}/codec.c
+  ${CMAKE_CURRENT_LIST_DIR}/api.c
+  ${CMAKE_CURRENT_LIST_DIR}/apikey.c
+  ${CMAKE_CURRENT_LIST_DIR}/ratelimit.c
+  ${CMAKE_CURRENT_LIST_DIR}/tls.c)
 
 add_executable(latchkey-broker ${LK_BROKER_SOURCES})
 target_include_directories(latchkey-broker PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(latchkey-broker PRIVATE latchkey::mint PkgConfig::LWS
-  PkgConfig::CJSON PkgConfig::CRYPTO lk_warnings)
+  PkgConfig::CJSON PkgConfig::CRYPTO PkgConfig::SSL lk_warnings)
 install(TARGETS latchkey-broker RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/latchkey-broker.conf
   DESTINATION ${CMAKE_INSTALL_SYSCONFDIR}/latchkey)
+
+# Unit tests of the broker modules that work without a running loop. They
+# live in tests/unit/broker and link the module sources directly.
+if(LK_WITH_TESTS)
+  enable_testing()
+  set(lk_bt_dir ${PROJECT_SOURCE_DIR}/tests/unit/broker)
+  set(lk_bt_prelude ${CMAKE_CURRENT_LIST_DIR}/prelude.c)
+  set(lk_bt_channel ${CMAKE_CURRENT_LIST_DIR}/channel.c)
+  set(lk_bt_config ${CMAKE_CURRENT_LIST_DIR}/config.c ${CMAKE_CURRENT_LIST_DIR}/log.c)
+  foreach(t prelude channel config)
+    if(EXISTS ${lk_bt_dir}/test_${t}.c)
+      add_executable(test_broker_${t} ${lk_bt_dir}/test_${t}.c ${lk_bt_${t}})
+      target_include_directories(test_broker_${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR}
+        ${PROJECT_SOURCE_DIR}/tests/unit)
+      target_link_libraries(test_broker_${t} PRIVATE latchkey::mint PkgConfig::LWS
+        PkgConfig::CRYPTO lk_warnings)
+      add_test(NAME unit.broker_${t} COMMAND test_broker_${t})
+    endif()
+  endforeach()
+endif()

@@ -51,6 +51,8 @@ typedef struct lk_broker {
     lk_metrics metrics;
     lk_keystore *keys;
     lk_chanmap *channels;
+    struct lk_api *api;           /* HTTP API state (api.h) */
+    struct lk_tls *tls;           /* NULL without --tls-cert (tls.h) */
 
     struct lws_context *ctx;
     struct lws_vhost *vh;

@@ -17,7 +17,8 @@ typedef enum opt_kind {
     OPT_PATH,     /* non-empty string */
     OPT_LISTEN,
     OPT_LEVEL,
-    OPT_ORIGINS
+    OPT_ORIGINS,
+    OPT_RATE      /* "N/M": an lk_rate */
 } opt_kind;
 
 typedef struct opt {
@@ -37,7 +38,7 @@ static const opt options[] = {
     {"listen", OPT_LISTEN, 0, 0, 0, "127.0.0.1:8080", "HOST:PORT",
      "address to listen on; port 0 picks a free port (logged)", 0},
     {"db", OPT_PATH, OFF(db_path), 0, 0, "./latchkey.db", "PATH",
-     "key registry file (env LATCHKEY_DB); must exist", 0},
+     "key registry file, which must exist; if unset, $LATCHKEY_DB or", 0},
     {"audience", OPT_STR, OFF(audience), 0, 0, "", "AUD",
      "when set, tokens must carry this aud", 1},
     {"max-token-ttl", OPT_INT, OFF(max_token_ttl), 1, 86400, "3600", "SECONDS",
@@ -68,6 +69,15 @@ static const opt options[] = {
      "debug|info|warn|error", 1},
     {"log-file", OPT_STR, OFF(log_file), 0, 0, "", "PATH",
      "log file, reopened on SIGHUP; default stderr", 1},
+    {"tls-cert", OPT_STR, OFF(tls_cert), 0, 0, "", "PATH",
+     "TLS certificate chain (PEM); with --tls-key the listener serves only "
+     "https:// and wss://, TLS 1.2+; both files are re-read on SIGHUP", 1},
+    {"tls-key", OPT_STR, OFF(tls_key), 0, 0, "", "PATH",
+     "private key (PEM) of --tls-cert", 1},
+    {"api-rate-live", OPT_RATE, OFF(api_rate_live), 1, 1000000000, "3000/30", "N/M",
+     "HTTP API requests per workspace of a live key: N per minute, M per second", 1},
+    {"api-rate-sandbox", OPT_RATE, OFF(api_rate_sandbox), 1, 1000000000, "100/5", "N/M",
+     "HTTP API requests per sandbox workspace: N per minute, M per second", 1},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -128,6 +138,8 @@ void lk_config_destroy(lk_config *cfg)
     free(cfg->audience);
     free(cfg->allowed_origins);
     free(cfg->log_file);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
     free_origins(cfg);
     free(cfg);
 }
@@ -286,6 +298,24 @@ static int set_opt(lk_config *cfg, const opt *o, const char *v, char *err,
     }
     case OPT_ORIGINS:
         return parse_origins(cfg, v, err, at, o);
+    case OPT_RATE: {
+        const char *slash = strchr(v, '/');
+        char per_min[24];
+        int64_t m, s;
+        if (!slash || (size_t)(slash - v) >= sizeof per_min)
+            return fail(err, at, o, "\"%s\" is not N/M (per minute/per second)", v);
+        memcpy(per_min, v, (size_t)(slash - v));
+        per_min[slash - v] = '\0';
+        if (parse_int(per_min, &m) || parse_int(slash + 1, &s))
+            return fail(err, at, o, "\"%s\" is not N/M (per minute/per second)", v);
+        if (m < o->min || m > o->max || s < o->min || s > o->max)
+            return fail(err, at, o, "%s is out of range (%lld..%lld each)", v,
+                        (long long)o->min, (long long)o->max);
+        lk_rate *r = (lk_rate *)(base + o->off);
+        r->per_minute = m;
+        r->per_second = s;
+        return 0;
+    }
     }
     return -1;
 }
@@ -489,6 +519,11 @@ lk_config_rc lk_config_load(int argc, char **argv, lk_config **out,
         if (set_opt(cfg, o, val, err, NULL))
             goto bad;
     }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        snprintf(err, LK_CONFIG_ERR_BYTES, "--%s: needs --%s as well",
+                 cfg->tls_cert ? "tls-cert" : "tls-key", cfg->tls_cert ? "tls-key" : "tls-cert");
+        goto bad;
+    }
     *out = cfg;
     return LK_CONFIG_OK;
 bad:
@@ -536,6 +571,21 @@ lk_config *lk_config_apply_live(const lk_config *running, lk_config *fresh,
         note_kept(kept, kept_len, "history");
     if (running->ping_interval != fresh->ping_interval)
         note_kept(kept, kept_len, "ping-interval");
+    /* New certificate files apply on reload; turning TLS on or off does not. */
+    if (!running->tls_cert != !fresh->tls_cert) {
+        note_kept(kept, kept_len, "tls-cert,tls-key");
+        char *c = running->tls_cert ? strdup(running->tls_cert) : NULL;
+        char *k = running->tls_key ? strdup(running->tls_key) : NULL;
+        if (running->tls_cert && (!c || !k)) {
+            free(c);
+            free(k);
+            return NULL;
+        }
+        free(fresh->tls_cert);
+        free(fresh->tls_key);
+        fresh->tls_cert = c;
+        fresh->tls_key = k;
+    }
 
     char *host = strdup(running->listen_host);
     char *db = strdup(running->db_path);

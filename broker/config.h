@@ -24,6 +24,12 @@
 
 #define LK_CONFIG_ERR_BYTES 512
 
+/* An HTTP API rate limit, "N/M" in flags and files (see ratelimit.h). */
+typedef struct lk_rate {
+    int64_t per_minute;
+    int64_t per_second;
+} lk_rate;
+
 typedef struct lk_config {
     char *listen_host;          /* numeric or resolvable host, no brackets */
     int listen_port;            /* 0 = ephemeral */
@@ -46,6 +52,10 @@ typedef struct lk_config {
     size_t n_origins;
     lk_log_level log_level;
     char *log_file;             /* NULL = stderr */
+    char *tls_cert;             /* both set or both NULL (plain HTTP) */
+    char *tls_key;
+    lk_rate api_rate_live;      /* per workspace */
+    lk_rate api_rate_sandbox;
 } lk_config;
 
 typedef enum lk_config_rc {
@@ -68,7 +78,7 @@ int lk_config_origin_allowed(const lk_config *cfg, const char *origin,
 
 /* Builds the config a reload should use: a copy of `fresh` whose settings
  * that cannot change while running (listen, db, max-frame, history,
- * ping-interval) are taken from `running`. Names of settings that differed
+ * ping-interval, TLS on or off) are taken from `running`. Names of settings that differed
  * but were kept are listed in `kept` (comma-separated). Caller destroys the
  * result; NULL on ENOMEM. */
 lk_config *lk_config_apply_live(const lk_config *running, lk_config *fresh,

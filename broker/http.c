@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "codec.h"
 #include "metrics.h"
 
@@ -30,6 +31,8 @@ typedef struct lk_http_conn {
     size_t discarded;
     int done;                 /* response written */
     lk_http_resp resp;
+    const lk_http_route *matched; /* for the access log, refusals included */
+    int64_t t0;               /* request start, lk_mono_us */
 } lk_http_conn;
 
 #define M(m) (1u << (m))
@@ -42,6 +45,13 @@ static const lk_http_route routes[] = {
     {"/healthz", 0, M(LWSHUMETH_GET), 0, route_healthz},
     {"/metrics", 0, M(LWSHUMETH_GET), 0, route_metrics},
     {"/v1/realtime", 0, M(LWSHUMETH_GET), 0, route_realtime},
+    {"/v1/tokens", 0, M(LWSHUMETH_POST), 1, lk_api_tokens},
+    {"/v1/key", 0, M(LWSHUMETH_GET), 0, lk_api_key},
+    /* Any method: the handler answers 404 for other paths under the
+     * prefix before 405, as for unknown paths. */
+    {"/v1/channels/", 1, M(LWSHUMETH_GET) | M(LWSHUMETH_POST) | M(LWSHUMETH_OPTIONS) |
+                         M(LWSHUMETH_PUT) | M(LWSHUMETH_PATCH) | M(LWSHUMETH_DELETE) |
+                         M(LWSHUMETH_HEAD), 1, lk_api_publish},
 };
 
 static const char *const method_names[] = {
@@ -160,6 +170,8 @@ static int respond(struct lws *wsi, lk_http_conn *c)
     lk_http_resp *r = &c->resp;
     if (!r->buf)
         lk_http_resp_error(r, 500, "internal", "no response");
+    lk_api_observe(lws_context_user(lws_get_context(wsi)), wsi, c->method,
+                   c->matched ? c->matched->path : NULL, r, lk_mono_us() - c->t0);
     unsigned char hdr[LWS_PRE + 2048];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
     if (lws_add_http_common_headers(wsi, (unsigned)r->status,
@@ -213,6 +225,7 @@ static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *p
                    size_t len)
 {
     b->metrics.http_requests++;
+    c->t0 = lk_mono_us();
     char *uri;
     int ulen;
     c->method = lws_http_get_uri_and_method(wsi, &uri, &ulen);
@@ -220,6 +233,7 @@ static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *p
      * not reused. */
     c->close_after = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
     const lk_http_route *route = find_route(path, len);
+    c->matched = route;
     if (!route) {
         lk_http_resp_error(&c->resp, 404, "not_found", "not found");
         return finish_early(wsi, c);

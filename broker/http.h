@@ -46,6 +46,9 @@ typedef struct lk_http_resp {
     size_t len;
     int nheaders;
     lk_http_header headers[LK_HTTP_MAX_HEADERS];
+    /* Set once an API key is verified, for the access log. */
+    char kid[LK_KID_BYTES];
+    char workspace[LK_WORKSPACE_MAX + 1];
 } lk_http_resp;
 
 typedef void (*lk_http_handler)(const lk_http_req *req, lk_http_resp *resp);

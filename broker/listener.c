@@ -13,6 +13,7 @@
 #include "http.h"
 #include "prelude.h"
 #include "session.h"
+#include "tls.h"
 
 #define ACCEPT_BATCH 64              /* accepts per wakeup, for fairness */
 #define ACCEPT_PAUSE_US (100 * LWS_US_PER_MS)
@@ -119,6 +120,11 @@ static void accept_batch(lk_broker *b)
             continue;
         }
         b->sockets++;
+        if (b->tls) {
+            if (lk_tls_adopt(b, fd))
+                b->sockets--;
+            continue;
+        }
         lws_sock_file_fd_type d;
         d.sockfd = fd;
         uint64_t seen = b->destroyed;
@@ -172,6 +178,21 @@ static int signal_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 
 /* ------------------------------------------------------------ setup */
 
+/* SO_REUSEPORT would let us bind next to another broker (or anything else
+ * using it) on the same port; a probe bind without it tells a port in use
+ * from a free one. */
+static int port_taken(const struct addrinfo *ai)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0)
+        return 0;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int taken = bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return taken;
+}
+
 static int open_listen_socket(lk_broker *b, char *why, size_t why_len)
 {
     const lk_config *cfg = b->cfg;
@@ -197,6 +218,12 @@ static int open_listen_socket(lk_broker *b, char *why, size_t why_len)
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (cfg->listen_port && port_taken(ai)) {
+            err = EADDRINUSE;
+            close(fd);
+            fd = -1;
+            break;
+        }
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0)
             break;
@@ -264,7 +291,9 @@ int lk_listener_start(lk_broker *b, char *why, size_t why_len)
     info.max_http_header_data = LK_MAX_HEADER_DATA;
     info.retry_and_idle_policy = &b->retry;
     info.timeout_secs = 10;
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    /* No LWS_SERVER_OPTION_VALIDATE_UTF8: the codec refuses bad UTF-8 as a
+     * protocol error (4400, SPEC) where lws would close with 1007. */
+    info.options = lk_tls_context_options(b);
     b->ctx = lws_create_context(&info);
     if (!b->ctx) {
         snprintf(why, why_len, "cannot create the lws context");
@@ -277,6 +306,8 @@ int lk_listener_start(lk_broker *b, char *why, size_t why_len)
         snprintf(why, why_len, "lws created no vhost");
         goto fail;
     }
+    if (lk_tls_start(b, why, why_len))
+        goto fail;
     lws_sock_file_fd_type d;
     d.filefd = b->listen_fd;
     b->acceptor = lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_RAW_FILE_DESC, d,
@@ -314,6 +345,8 @@ void lk_listener_destroy(lk_broker *b)
     }
     if (own_fd)
         close(b->listen_fd);
+    lk_tls_destroy(b->tls);
+    b->tls = NULL;
     b->listen_fd = -1;
     b->acceptor = NULL;
     b->vh = NULL;

@@ -9,9 +9,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "broker.h"
 #include "listener.h"
 #include "session.h"
+#include "tls.h"
 
 #define KEY_POLL_US (250 * LWS_US_PER_MS)
 #define STOP_CHECK_US (20 * LWS_US_PER_MS)
@@ -75,6 +77,7 @@ static void on_key_poll(lws_sorted_usec_list_t *sul)
             lk_log_end(&l);
         }
         lk_sessions_recheck_keys(b);
+        lk_api_keys_changed(b);
     }
     if (!b->stopping)
         lws_sul_schedule(b->ctx, 0, &b->sul_poll, on_key_poll, KEY_POLL_US);
@@ -136,6 +139,9 @@ static void reload(lk_broker *b)
     lk_log_set_level(b->log, fresh->log_level);
     lk_config_destroy(b->cfg);
     b->cfg = fresh;
+    if (lk_tls_reload(b, why, sizeof why))
+        lk_log_msg(b->log, LK_LOG_ERROR, "tls certificate not reloaded; the running one stays",
+                   why);
     lk_logline l;
     if (lk_log_begin(&l, b->log, LK_LOG_INFO, "reloaded")) {
         if (kept[0])
@@ -174,6 +180,7 @@ static void broker_free(lk_broker *b)
     lk_listener_destroy(b);
     if (b->signal_fd >= 0)
         close(b->signal_fd);
+    lk_api_destroy(b->api);
     lk_chanmap_destroy(b->channels);
     lk_keystore_destroy(b->keys);
     free(b->pack);
@@ -221,6 +228,11 @@ int main(int argc, char **argv)
     if (rc != LK_OK) {
         lk_log_msg(b.log, LK_LOG_ERROR, "cannot open the key registry",
                    kerr.message[0] ? kerr.message : lk_strerror(rc));
+        broker_free(&b);
+        return 1;
+    }
+    if (lk_api_create(&b, &b.api, why, sizeof why)) {
+        lk_log_msg(b.log, LK_LOG_ERROR, "cannot open the key registry", why);
         broker_free(&b);
         return 1;
     }

@@ -12,9 +12,47 @@ static const char *const refusal_names[LK_REFUSED_COUNT] = {
 static const char *const verify_names[LK_VERIFY_COUNT] = {
     "ok", "expired", "invalid", "forbidden"};
 
+static const char *const apiauth_names[LK_APIAUTH_COUNT] = {
+    "cached", "verified", "refused"};
+/* Bucket bounds: 100 us to 5 s, as microseconds and as Prometheus `le`. */
+static const int64_t latency_bounds_us[LK_LATENCY_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+    500000, 1000000, 2500000, 5000000};
+static const char *const latency_le[LK_LATENCY_BUCKETS] = {
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+    "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5"};
+
 const char *lk_refusal_name(lk_refusal r)
 {
     return (unsigned)r < LK_REFUSED_COUNT ? refusal_names[r] : "unknown";
+}
+
+void lk_metrics_count_request(lk_metrics *m, const char *route, int status)
+{
+    for (size_t i = 0; i < m->nrequests; i++) {
+        lk_request_count *r = &m->requests[i];
+        if (r->status == status && (r->route == route || strcmp(r->route, route) == 0)) {
+            r->n++;
+            return;
+        }
+    }
+    if (m->nrequests == LK_METRICS_REQUEST_SLOTS) {
+        m->requests_unlabelled++;
+        return;
+    }
+    m->requests[m->nrequests++] = (lk_request_count){route, status, 1};
+}
+
+void lk_metrics_observe_delivery(lk_metrics *m, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    size_t i = 0;
+    while (i < LK_LATENCY_BUCKETS && us > latency_bounds_us[i])
+        i++;
+    m->latency[i]++;
+    m->latency_count++;
+    m->latency_sum_us += (uint64_t)us;
 }
 
 typedef struct buf {
@@ -110,6 +148,39 @@ char *lk_metrics_render(const lk_metrics *m, const lk_gauges *g, size_t *len)
            "Connections closed with 4400 or 4413.", m->protocol_errors);
     metric(&b, "latchkey_http_requests_total", "counter",
            "HTTP requests served.", m->http_requests);
+    add(&b, "# HELP latchkey_api_requests_total HTTP responses, by route template and status.\n"
+            "# TYPE latchkey_api_requests_total counter\n");
+    for (size_t i = 0; i < m->nrequests; i++)
+        add(&b, "latchkey_api_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64 "\n",
+            m->requests[i].route, m->requests[i].status, m->requests[i].n);
+    if (m->requests_unlabelled)
+        add(&b, "latchkey_api_requests_total{route=\"other\",status=\"other\"} %" PRIu64 "\n",
+            m->requests_unlabelled);
+    add(&b, "# HELP latchkey_api_key_checks_total API keys presented to the HTTP API, by outcome.\n"
+            "# TYPE latchkey_api_key_checks_total counter\n");
+    for (int i = 0; i < LK_APIAUTH_COUNT; i++)
+        add(&b, "latchkey_api_key_checks_total{result=\"%s\"} %" PRIu64 "\n",
+            apiauth_names[i], m->api_auth[i]);
+    add(&b, "# HELP latchkey_api_rate_limited_total HTTP API requests refused with 429, by limit.\n"
+            "# TYPE latchkey_api_rate_limited_total counter\n"
+            "latchkey_api_rate_limited_total{limit=\"minute\"} %" PRIu64 "\n"
+            "latchkey_api_rate_limited_total{limit=\"second\"} %" PRIu64 "\n",
+        m->api_rate_limited[0], m->api_rate_limited[1]);
+    metric(&b, "latchkey_api_tokens_issued_total", "counter",
+           "Client tokens minted by POST /v1/tokens.", m->api_tokens_issued);
+    add(&b, "# HELP latchkey_delivery_latency_seconds Time a message spent queued for a subscriber before being written to its socket.\n"
+            "# TYPE latchkey_delivery_latency_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < LK_LATENCY_BUCKETS; i++) {
+        cum += m->latency[i];
+        add(&b, "latchkey_delivery_latency_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
+            latency_le[i], cum);
+    }
+    add(&b, "latchkey_delivery_latency_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+            "latchkey_delivery_latency_seconds_sum %" PRIu64 ".%06" PRIu64 "\n"
+            "latchkey_delivery_latency_seconds_count %" PRIu64 "\n",
+        m->latency_count, m->latency_sum_us / 1000000, m->latency_sum_us % 1000000,
+        m->latency_count);
     if (b.oom) {
         free(b.p);
         return NULL;

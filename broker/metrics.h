@@ -34,6 +34,28 @@ typedef enum lk_verify_outcome {
     LK_VERIFY_COUNT
 } lk_verify_outcome;
 
+/* HTTP API key checks (api.c). */
+typedef enum lk_apiauth_outcome {
+    LK_APIAUTH_CACHED = 0,   /* verified from the cache, no crypto */
+    LK_APIAUTH_VERIFIED,     /* verified with the full check */
+    LK_APIAUTH_REFUSED,      /* 401 */
+    LK_APIAUTH_COUNT
+} lk_apiauth_outcome;
+
+/* HTTP requests are counted per (route template, status); the pairs in
+ * use are few and fixed by the route table, this bounds them anyway. */
+#define LK_METRICS_REQUEST_SLOTS 96
+
+typedef struct lk_request_count {
+    const char *route;       /* static string */
+    int status;
+    uint64_t n;
+} lk_request_count;
+
+/* Delivery latency histogram: upper bounds in microseconds; one more
+ * bucket counts everything above the last. */
+#define LK_LATENCY_BUCKETS 15
+
 typedef struct lk_metrics {
     uint64_t connections_total;        /* accepted WebSocket sessions */
     uint64_t refused[LK_REFUSED_COUNT];
@@ -48,6 +70,17 @@ typedef struct lk_metrics {
     uint64_t expiry_closes;
     uint64_t protocol_errors;          /* closes with 4400 or 4413 */
     uint64_t http_requests;
+
+    uint64_t api_auth[LK_APIAUTH_COUNT];
+    uint64_t api_rate_limited[2];      /* [0] per-minute, [1] per-second */
+    uint64_t api_tokens_issued;
+    lk_request_count requests[LK_METRICS_REQUEST_SLOTS];
+    size_t nrequests;
+    uint64_t requests_unlabelled;      /* beyond the slots; never expected */
+
+    uint64_t latency[LK_LATENCY_BUCKETS + 1];  /* per bucket, not cumulative */
+    uint64_t latency_count;
+    uint64_t latency_sum_us;
 } lk_metrics;
 
 typedef struct lk_gauges {
@@ -59,6 +92,13 @@ typedef struct lk_gauges {
 } lk_gauges;
 
 const char *lk_refusal_name(lk_refusal r);
+
+/* Counts one HTTP response; `route` must be a static string. */
+void lk_metrics_count_request(lk_metrics *m, const char *route, int status);
+
+/* Records the time one message frame spent between being queued for a
+ * subscriber and being written to its socket. */
+void lk_metrics_observe_delivery(lk_metrics *m, int64_t us);
 
 /* Prometheus text exposition format 0.0.4. NULL on ENOMEM. */
 char *lk_metrics_render(const lk_metrics *m, const lk_gauges *g, size_t *len);

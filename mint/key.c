@@ -324,13 +324,17 @@ int lk_key_parse(const char *str, size_t len, lk_key **out, lk_error *err)
                         crc_pos + CRC_HEX);
 
     snprintf(crc_hex, sizeof crc_hex, "%08x", lk_crc32(str, crc_pos - 1));
-    if (CRYPTO_memcmp(crc_hex, str + crc_pos, CRC_HEX) != 0)
+    rc = CRYPTO_memcmp(crc_hex, str + crc_pos, CRC_HEX);
+    OPENSSL_cleanse(crc_hex, sizeof crc_hex);
+    if (rc != 0)
         return lk__fail(err, LK_EKEY_CHECKSUM,
                         "API key checksum mismatch: the key is mistyped or truncated");
 
+    /* A failed decode may already have written part of the secret. */
     if (lk__hex_decode(str + secret_pos, LK_SECRET_BYTES, secret) != 0)
-        return lk__fail(err, LK_EKEY_FORMAT, "API key secret is not hex");
-    rc = key_build(env, str + kid_pos, secret, out, err);
+        rc = lk__fail(err, LK_EKEY_FORMAT, "API key secret is not hex");
+    else
+        rc = key_build(env, str + kid_pos, secret, out, err);
     OPENSSL_cleanse(secret, sizeof secret);
     return rc;
 }
@@ -344,8 +348,11 @@ void lk_key_format(const lk_key *key, char out[LK_KEY_STR_BYTES])
     n = snprintf(out, LK_KEY_STR_BYTES, "lk_%s_%s_%s", lk_env_name(key->env),
                  key->kid, secret_hex);
     OPENSSL_cleanse(secret_hex, sizeof secret_hex);
-    if (n < 0 || (size_t)n + 1 + CRC_HEX >= LK_KEY_STR_BYTES)
+    if (n < 0 || (size_t)n + 1 + CRC_HEX >= LK_KEY_STR_BYTES) {
+        /* Never hand back a partial key: it would still hold the secret. */
+        OPENSSL_cleanse(out, LK_KEY_STR_BYTES);
         return;
+    }
     snprintf(out + n, LK_KEY_STR_BYTES - (size_t)n, "_%08x",
              lk_crc32(out, (size_t)n));
 }

@@ -140,7 +140,8 @@ int lk_token_mint(lk_key *key, const lk_mint_opts *opts, char **out,
         return lk__fail(err, LK_ETTL, "ttl must be %d-%d seconds", LK_TOKEN_MIN_TTL,
                         LK_TOKEN_MAX_MINT_TTL);
     now = opts->now ? opts->now : (int64_t)time(NULL);
-    if (now < 0 || (double)(now + ttl) > TIME_MAX)
+    /* Compared without adding first: now + ttl may not fit in an int64. */
+    if (now < 0 || now > (int64_t)TIME_MAX - ttl)
         return lk__fail(err, LK_EINVAL, "issue time out of range");
     if (opts->nbf < 0 || (double)opts->nbf > TIME_MAX)
         return lk__fail(err, LK_EINVAL, "nbf out of range");
@@ -279,6 +280,25 @@ static int get_time(const cJSON *claims, const char *name, int64_t *out)
         return -1;
     *out = (int64_t)v;
     return 1;
+}
+
+/* cJSON ends a string at an embedded NUL, raw or escaped as \u0000, so
+ * "ES256\u0000x" would read as ES256 here and as something else to every
+ * other verifier (the same goes for kid, sub and cap patterns). Either form
+ * makes the part malformed. Escapes are skipped in pairs so that a literal
+ * backslash followed by "u0000" is not mistaken for one. */
+static int has_nul(const uint8_t *buf, size_t len)
+{
+    if (memchr(buf, '\0', len))
+        return 1;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (buf[i] != '\\')
+            continue;
+        if (buf[i + 1] == 'u' && len - i >= 6 && memcmp(buf + i + 2, "0000", 4) == 0)
+            return 1;
+        i++;
+    }
+    return 0;
 }
 
 static int parse_json(const uint8_t *buf, size_t len, cJSON **out)
@@ -466,6 +486,10 @@ int lk_token_verify(const char *token, size_t len, const lk_verify_opts *opts,
     hbuf[hdec] = '\0';
     pbuf[pdec] = '\0';
 
+    if (has_nul(hbuf, (size_t)hdec)) {
+        rc = lk__fail(err, LK_ETOKEN_MALFORMED, "token header contains a NUL character");
+        goto done;
+    }
     if (!parse_json(hbuf, (size_t)hdec, &header)) {
         rc = lk__fail(err, LK_ETOKEN_MALFORMED, "token header is not a JSON object");
         goto done;
@@ -495,6 +519,10 @@ int lk_token_verify(const char *token, size_t len, const lk_verify_opts *opts,
     }
 
     /* The payload is authentic from here on. */
+    if (has_nul(pbuf, (size_t)pdec)) {
+        rc = lk__fail(err, LK_ETOKEN_MALFORMED, "token claims contain a NUL character");
+        goto done;
+    }
     if (!parse_json(pbuf, (size_t)pdec, &claims)) {
         rc = lk__fail(err, LK_ETOKEN_MALFORMED, "token claims are not a JSON object");
         goto done;

@@ -456,6 +456,8 @@ static int serve_token(demo_server *s, demo_conn *c, const demo_http_req *req)
     const char *body = c->in + req->head_len;
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts(body, req->body_len, &end, 0);
+    while (o && end < body + req->body_len && strchr(" \t\r\n", *end) && *end)
+        end++;
     const cJSON *name = cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, "name") : NULL;
     char user[DEMO_NAME_MAX + 1];
     int ok = o && end == body + req->body_len && cJSON_IsString(name) &&

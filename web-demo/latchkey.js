@@ -276,7 +276,7 @@ export class Latchkey {
     this._timers = new Set();
     this._reconnectTimer = null;
     this._lastRx = 0;
-    this._pending = new Map();   /* request id -> {resolve, reject, timer} */
+    this._pending = new Map();   /* request id -> {resolve, reject, timer, settled} */
     this._nextId = 0;
     this._channels = new Map();
     this._handlers = new Map();
@@ -488,7 +488,24 @@ export class Latchkey {
     };
   }
 
+  /** A fresh token from authCallback or authUrl, within requestTimeout. */
   async _fetchToken() {
+    const ctl = typeof AbortController === "function" ? new AbortController() : null;
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => {
+        if (ctl) ctl.abort();
+        reject(new LatchkeyError("auth_failed", "token request timed out"));
+      }, this._opts.requestTimeout);
+    });
+    try {
+      return await Promise.race([this._requestToken(ctl && ctl.signal), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async _requestToken(signal) {
     const o = this._opts;
     let got;
     if (o.authCallback) {
@@ -502,6 +519,7 @@ export class Latchkey {
           cache: "no-store",
           headers: { "Content-Type": "application/json", ...(o.authHeaders || {}) },
           body: JSON.stringify(o.authBody || {}),
+          signal,
         });
       } catch (err) {
         throw new LatchkeyError("auth_failed", "token request failed: " + err.message);
@@ -530,6 +548,7 @@ export class Latchkey {
   _onFrame(data) {
     if (typeof data !== "string") return; /* latchkey.v1 is text-only */
     this._lastRx = Date.now();
+    const gen = this._gen;
     /* The broker may pack several messages into one frame. */
     for (const line of data.split("\n")) {
       if (line.length === 0) continue;
@@ -540,7 +559,7 @@ export class Latchkey {
         continue;
       }
       if (msg && typeof msg === "object") this._onMessage(msg);
-      if (!this._ws) return; /* a handler tore the connection down */
+      if (gen !== this._gen) return; /* a handler ended this connection */
     }
   }
 

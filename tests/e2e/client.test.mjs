@@ -342,6 +342,15 @@ const scriptedTests = [
     await within(flaky.connect(), T(3000), "connect after two failed token fetches");
     eq(calls, 3, "token fetches");
 
+    let hung = 0;
+    const slow = make({
+      requestTimeout: 200,
+      authCallback: () => (++hung === 1 ? new Promise(() => {}) : Promise.resolve({ access_token: fakeToken() })),
+    });
+    const lost = nextEvent(slow, "disconnected");
+    await within(slow.connect(), T(3000), "connect after a hung token fetch");
+    eq((await lost).reason, "token request timed out", "a hung auth callback times out");
+
     const junk = make({ authCallback: async () => ({ token: "not a token" }) });
     const d = await within(new Promise((r) => { junk.on("disconnected", r); junk.connect().catch(() => {}); }), T(2000), "junk token");
     check(/no valid token/.test(d.reason), "a malformed token is never sent");

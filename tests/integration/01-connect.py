@@ -45,6 +45,17 @@ async def test_welcome_without_sub(env):
     h.eq(w.rawf("client_id"), "null", "raw client_id")
 
 
+async def test_client_id_escaping(env):
+    sub = 'a"b\\c\n\u00e9\u2028</script>\x01'
+    ch = h.channel()
+    c, w = await h.connect_ok(env, env.b, h.mint(env.key, sub=sub))
+    h.eq(w["client_id"], sub, "client_id round-trips through JSON escaping")
+    await c.request({"op": "subscribe", "id": 1, "channel": ch})
+    await c.send({"op": "publish", "channel": ch, "data": 1})
+    m = await c.expect("message")
+    h.eq(m["from"], sub, "from round-trips through JSON escaping")
+
+
 async def test_sandbox_workspace(env):
     c, w = await h.connect_ok(env, env.b, env.reg.mint_cli(env.sbx, {"x": [h.SUB]}))
     h.eq(w["workspace"], "ws_sandbox-1", "workspace of a sandbox key")
@@ -61,6 +72,28 @@ async def test_each_placement(env):
             h.eq(c.ws.subprotocol, "latchkey.v1", "subprotocol via %s" % via)
         h.eq(await c.ping(5), [], "pong via %s" % via)
         await c.close()
+
+
+async def test_placement_variants(env):
+    tok = h.mint(env.key, sub="variant")
+    c, w = await h.connect_ok(env, env.b, tok, "query",
+                              query="foo=bar&access_token=%s&x=y" % tok)
+    h.eq(w["client_id"], "variant", "access_token among other query parameters")
+    raw = await asyncio.to_thread(h.RawWS, env.b.port, tok,
+                                  protocols="latchkey.v1,bearer." + tok)
+    try:
+        m = await asyncio.to_thread(raw.read_message, h.T(3))
+        h.check(m and b'"welcome"' in m[1], "welcome with a comma-only protocol list")
+    finally:
+        raw.close()
+
+
+async def test_bearer_scheme_case_insensitive(env):
+    # RFC 7235: the auth-scheme is case-insensitive.
+    tok = h.mint(env.key, sub="lower")
+    c, w = await h.connect_ok(env, env.b, tok, subprotocols=["latchkey.v1"],
+                              headers=[("Authorization", "bearer " + tok)])
+    h.eq(w["client_id"], "lower", "client_id")
 
 
 async def test_bearer_beats_header(env):
@@ -138,7 +171,9 @@ async def test_unknown_path_not_upgraded(env):
 
 
 h.main(setup, [test_welcome_fields, test_welcome_without_sub, test_sandbox_workspace,
-               test_each_placement, test_bearer_beats_header, test_header_beats_query,
+               test_client_id_escaping, test_each_placement, test_placement_variants,
+               test_bearer_scheme_case_insensitive, test_bearer_beats_header,
+               test_header_beats_query,
                test_bearer_beats_query, test_empty_bearer_falls_through,
                test_empty_query_is_no_token, test_bearer_alone_never_echoed,
                test_same_token_many_connections, test_reconnect_same_token,

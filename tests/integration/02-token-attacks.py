@@ -26,6 +26,7 @@ def setup(env):
     env.reg.revoke(env.revoked.kid)
     env.b = env.broker(env.reg)
     env.aud = env.broker(env.reg, ["--audience", AUD])
+    env.short = env.broker(env.reg, ["--max-token-ttl", "60"])
 
 
 def es256(key):
@@ -128,6 +129,16 @@ async def test_max_ttl(env):
     await refused(env, h.mint(env.key, iat=t - 100, exp=t + 3501))
     w = await accepted(env, h.mint(env.key, iat=t, exp=t + 3600))
     h.eq(w["expires_at"], t + 3600, "expires_at")
+
+
+async def test_configured_max_ttl(env):
+    t = now()
+    await refused(env, h.mint(env.key, iat=t, exp=t + 61), broker=env.short)
+    await refused(env, env.reg.mint_cli(env.key, {"*": BOTH}, ttl=600), broker=env.short)
+    await accepted(env, h.mint(env.key, iat=t, exp=t + 60), broker=env.short)
+    c, _ = await h.connect_ok(env, env.short, h.mint(env.key, ttl=30))
+    m = await c.request({"op": "auth", "id": 1, "token": h.mint(env.key, ttl=61)})
+    h.eq((m["op"], m.get("code")), ("error", "unauthorized"), "auth with an over-long token")
 
 
 async def test_tampered_cap(env):
@@ -303,7 +314,8 @@ async def test_refused_attempts_do_not_disturb(env):
 h.main(setup, [test_no_token, test_garbage, test_alg_none, test_hs256_with_public_key,
                test_rs256, test_other_es_algs, test_unknown_or_missing_kid,
                test_revoked_key, test_expired, test_not_yet_valid,
-               test_within_skew_accepted, test_max_ttl, test_tampered_cap,
+               test_within_skew_accepted, test_max_ttl, test_configured_max_ttl,
+               test_tampered_cap,
                test_tampered_signature, test_signed_by_another_key,
                test_token_size_limit, test_request_over_16k_survives,
                test_garbage_http_survives, test_cap_beyond_scopes,

@@ -153,6 +153,7 @@ DATA = [
     '"\\u00e9\\ud83d\\ude00\\u2028"',
     '"line1\\nline2\\r\\n\\ttab \\"q\\" \\\\ \\/ \\b\\f"',
     '{"nested":{"text":"a\\nb","list":[true,false,null]}}',
+    '"nul\\u0000byte \\u001f"', '{"":"empty key","dup":1,"dup":2}',
     "null", "true", "false", '""', "{}", "[]", "0", "-0.0", "3.141592653589793238462643383279",
 ]
 
@@ -275,6 +276,8 @@ async def test_bad_requests(env):
         await c.send(req)
         await expect_error(c, "bad_request", rid, h.dumps(req)[:80])
     await subscribe(c, "x" * 200, 99)
+    await subscribe(c, "AZaz09_@.:=-", 100)
+    await subscribe(c, ":", 101)
     h.eq(await c.ping(), [], "connection still usable")
 
 
@@ -350,11 +353,68 @@ async def test_max_frame(env):
 async def test_fragmented_frames(env):
     c = await conn(env)
     ch = h.channel()
-    await c.send(('{"op":"publish","id":1,', '"channel":"%s",' % ch, '"data":"%s"}' % ("b" * 30000)))
+    await c.send(('{"op":"publish","id":1,', '"channel":"%s",' % ch,
+                  '"data":"%s"}' % ("b" * 30000)))
     r = await c.recv(h.T(5))
     h.eq((r["op"], r["id"]), ("ack", 1), "fragmented message reassembled")
     await c.send(('{"op":"ping",', '"id":2}'))
     h.eq(dict(await c.recv()), {"op": "pong", "id": 2}, "small fragmented request")
+
+
+async def test_deep_nesting(env):
+    ch = h.channel()
+    for data in ("[" * 30000 + "]" * 30000, '{"a":' * 10000 + "1" + "}" * 10000,
+                 "[" * 60000):
+        c = await conn(env)
+        await c.send_quiet('{"op":"publish","id":1,"channel":"%s","data":%s}' % (ch, data))
+        try:
+            r = await c.recv()
+            h.check(r["op"] == "error" and r["code"] == "bad_request",
+                    "deep data refused with bad_request: %s" % r.raw[:100])
+        except h.Closed as e:
+            h.eq(e.code, 4400, "or closed as not one JSON object")
+    c = await conn(env)
+    h.eq(dict(await c.request({"op": "ping", "id": 1})), {"op": "pong", "id": 1},
+         "broker still serving")
+
+
+def invalid_utf8_publish(port, tok, ch):
+    raw = h.RawWS(port, tok)
+    try:
+        raw.read_message(h.T(3))
+        raw.send_frame(0x1, b'{"op":"publish","id":1,"channel":"' + ch.encode()
+                       + b'","data":"\xff\xfe bad \xc3"}')
+        m = raw.read_message(h.T(3))
+        return m and (m[0], m[1][:2] if m[0] == 0x8 else m[1])
+    finally:
+        raw.close()
+
+
+async def test_invalid_utf8_never_forwarded(env):
+    ch = h.channel()
+    sub = await conn(env)
+    await subscribe(sub, ch)
+    got = await asyncio.to_thread(invalid_utf8_publish, env.b.port, h.mint(env.key), ch)
+    print("     invalid UTF-8 publish answered with %r" % (got,))
+    h.check(got is None or got[0] == 0x8 or b'"ack"' not in got[1],
+            "a publish with invalid UTF-8 is not acknowledged")
+    h.eq(await sub.ping(), [], "subscriber got nothing and is still connected")
+
+
+async def test_publish_after_subscriber_vanishes(env):
+    chans = [h.channel() for _ in range(50)]
+    tok = h.mint(env.key)
+    for _ in range(3):
+        c = await conn(env)
+        for i, ch in enumerate(chans):
+            await c.send({"op": "subscribe", "id": i, "channel": ch})
+        for ch in chans[:10]:
+            await c.send({"op": "publish", "channel": ch, "data": "x" * 1000})
+        c.ws.transport.abort()
+    pub, _ = await h.connect_ok(env, env.b, tok)
+    for i, ch in enumerate(chans):
+        r = await pub.request({"op": "publish", "id": i, "channel": ch, "data": i})
+        h.eq((r["op"], r["id"]), ("ack", i), "publish after the subscribers vanished")
 
 
 async def test_ping_pong(env):
@@ -467,6 +527,8 @@ h.main(setup, [test_subscribe_reply, test_unsubscribe_and_not_subscribed,
                test_data_byte_exact, test_pretty_printed_publish, test_forbidden,
                test_patterns, test_bad_requests, test_protocol_errors_close_4400,
                test_binary_frame_closes_4400, test_max_frame, test_fragmented_frames,
-               test_ping_pong, test_since_replay, test_since_on_new_channel,
+               test_deep_nesting, test_invalid_utf8_never_forwarded,
+               test_publish_after_subscriber_vanishes, test_ping_pong, test_since_replay,
+               test_since_on_new_channel,
                test_fanout_to_many, test_unsubscribe_stops_delivery,
                test_double_subscribe_delivers_once, test_messages_are_split_on_newlines])

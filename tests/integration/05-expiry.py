@@ -73,9 +73,28 @@ async def long_ttl(env):
     h.eq(await c.ping(), [], "connection stays open after the warning")
 
 
+async def renewed_to_short(env):
+    """auth with a shorter token moves the warning and the close earlier."""
+    c, _ = await h.connect_ok(env, env.b, h.mint(env.key, sub="re", ttl=600))
+    t = now()
+    exp = t + 3
+    m = await c.request({"op": "auth", "id": 1, "token": h.mint(env.key, sub="re", iat=t,
+                                                                   exp=exp)})
+    h.eq(dict(m), {"op": "authed", "id": 1, "expires_at": exp}, "authed")
+    code, got, t_close = await watch_until_close(c, h.T(8))
+    h.eq([m["op"] for _, m in got], ["token_expiring", "error"], "frames before the close")
+    h.eq(got[1][1]["code"], "token_expired", "error code")
+    h.eq(code, 4401, "close code")
+    h.check(t_close - exp <= CLOSE_DEADLINE + DELIVERY_MARGIN,
+            "closed %.2fs after the renewed token's exp" % (t_close - exp))
+    return t_close - exp
+
+
 async def test_expiry(env):
-    lates = await asyncio.gather(short_ttl(env, "one"), short_ttl(env, "two"), long_ttl(env))
-    print("     closed %.3fs / %.3fs after exp" % (lates[0], lates[1]))
+    lates = await asyncio.gather(short_ttl(env, "one"), short_ttl(env, "two"), long_ttl(env),
+                                 renewed_to_short(env))
+    print("     closed %.3fs / %.3fs / %.3fs (renewed) after exp" % (lates[0], lates[1],
+                                                                   lates[3]))
 
 
 async def test_expired_before_warning_window(env):

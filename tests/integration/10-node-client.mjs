@@ -152,7 +152,8 @@ async function main() {
   const pub = new Client(url, ['latchkey.v1', 'bearer.' + joseTok]);
   assert.equal((await pub.next()).op, 'welcome', 'a jose-minted token is accepted');
   for (let i = 1; i <= 50; i++) {
-    pub.ws.send(`{"op":"publish","id":${i},"channel":"chat:lobby","data":{"n":12345678901234567890,"i":${i}}}`);
+    pub.ws.send(`{"op":"publish","id":${i},"channel":"chat:lobby",` +
+                `"data":{"n":12345678901234567890,"i":${i}}}`);
   }
   for (let i = 1; i <= 50; i++) {
     const ack = await pub.next();

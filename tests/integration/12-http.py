@@ -20,7 +20,7 @@ def setup(env):
 
 
 def get(env, path, method="GET", **kw):
-    return h.http(env.b.port, method, path, **kw)
+    return h.http_request(env.b.port, method, path, **kw)
 
 
 def json_body(status, headers, body, want_status):

@@ -11,13 +11,15 @@ Environment (set by tests/integration/CMakeLists.txt):
   LK_BROKER_WRAPPER  optional command prefix for the broker (e.g. valgrind)
   LK_TIMEOUT_SCALE   multiplies every wait (not the SPEC's own deadlines)
 
-Run one file by hand:  LK_BROKER=... LK_CLI=... /usr/bin/python3 03-subscribe-publish.py [test_name ...]
+Run one file by hand (optionally naming tests):
+  LK_BROKER=... LK_CLI=... /usr/bin/python3 03-subscribe-publish.py [test_name ...]
 """
 
 import asyncio
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import re
@@ -359,19 +361,6 @@ class Broker:
             self.port = line["port"]
         return self
 
-    def log_objects(self):
-        out = []
-        with self.cond:
-            lines = list(self.lines)
-        for l in lines:
-            try:
-                o = json.loads(l)
-            except ValueError:
-                continue
-            if isinstance(o, dict):
-                out.append(o)
-        return out
-
     def wait_log(self, pred, timeout):
         """The first JSON log line satisfying pred; fails if the broker exits
         or nothing matches within `timeout` seconds."""
@@ -637,10 +626,6 @@ class Conn:
         except Exception:
             self.ws.transport.abort()
 
-    @property
-    def is_open(self):
-        return self.ws.open
-
 
 async def connect_ok(env, broker, token, via="bearer", **kw):
     """Connects and requires a welcome first; returns (conn, welcome)."""
@@ -672,6 +657,7 @@ async def connect_refused(env, broker, token, code, close, via="bearer", **kw):
         " or ".join(sorted(codes)), m.get("code")))
     check(isinstance(m.get("message"), str) and m["message"],
           "error frame has a non-empty message")
+    check(not token or len(token) < 16 or token not in m.raw, "the error echoes the token")
     eq(got_close, close, "close code")
     return m
 
@@ -699,7 +685,7 @@ class RawWS:
     """A blocking WebSocket client on a plain socket, for tests that need
     control the library would take away (tiny receive buffer, no pong)."""
 
-    def __init__(self, port, token, rcvbuf=None, path="/v1/realtime"):
+    def __init__(self, port, token, rcvbuf=None, path="/v1/realtime", protocols=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -709,8 +695,8 @@ class RawWS:
         req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                "Sec-WebSocket-Version: 13\r\n"
-               "Sec-WebSocket-Protocol: latchkey.v1, bearer.%s\r\n\r\n"
-               % (path, port, key, token))
+               "Sec-WebSocket-Protocol: %s\r\n\r\n"
+               % (path, port, key, protocols or "latchkey.v1, bearer." + token))
         self.sock.sendall(req.encode())
         self.buf = b""
         deadline = time.monotonic() + T(5)
@@ -723,9 +709,10 @@ class RawWS:
         check(head.startswith(b"HTTP/1.1 101"), "upgrade refused: %r" % head[:80])
         self.eof = False
 
-    def send_frame(self, opcode, payload, fin=True, length=None):
-        """Sends one masked frame. `length` may announce more payload than
-        is sent, to test a peer's reaction to a frame's header alone."""
+    @staticmethod
+    def frame(opcode, payload, fin=True, length=None):
+        """One masked client frame. `length` may announce more payload than
+        is given, to test a peer's reaction to a frame's header alone."""
         mask = os.urandom(4)
         n = len(payload) if length is None else length
         hdr = bytes([(0x80 if fin else 0) | opcode])
@@ -736,7 +723,10 @@ class RawWS:
         else:
             hdr += bytes([0x80 | 127]) + n.to_bytes(8, "big")
         body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(hdr + mask + body)
+        return hdr + mask + body
+
+    def send_frame(self, opcode, payload, fin=True, length=None):
+        self.sock.sendall(self.frame(opcode, payload, fin, length))
 
     def until_close(self, timeout):
         """Reads to the close frame: (close code or None at EOF, [text
@@ -819,10 +809,10 @@ class RawWS:
 
 # -------------------------------------------------------------------- HTTP
 
-def http(port, method, path, body=None, headers=None, timeout=None):
+def http_request(port, method, path, body=None, headers=None, timeout=None):
     """(status, headers dict with lower-case names, body bytes)."""
-    import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=T(5) if timeout is None else timeout)
+    conn = http.client.HTTPConnection("127.0.0.1", port,
+                                      timeout=T(5) if timeout is None else timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()

@@ -2,6 +2,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -260,6 +261,22 @@ static void test_parse_rejects_malformed(void)
     cases[nc++].want = LK_EKEY_RANGE;
 #undef CASE
 
+    /* Wrong separators under a checksum that covers them, so only the
+     * field checks can refuse these. */
+    {
+        char body[LK_KEY_STR_BYTES];
+        int n = snprintf(body, sizeof body, "lk_live_%s-%s", kid, sec);
+        snprintf(cases[nc].key, sizeof cases[nc].key, "%s_%08x", body,
+                 lk_crc32(body, (size_t)n));
+        cases[nc].why = "'-' between kid and secret, checksum matching";
+        cases[nc++].want = LK_EKEY_FORMAT;
+        n = snprintf(body, sizeof body, "lk_live_%s_%s", kid, sec);
+        snprintf(cases[nc].key, sizeof cases[nc].key, "%s-%08x", body,
+                 lk_crc32(body, (size_t)n));
+        cases[nc].why = "'-' between secret and checksum, checksum matching";
+        cases[nc++].want = LK_EKEY_FORMAT;
+    }
+
     for (int i = 0; i < nc; i++) {
         lk_key *k = (lk_key *)&cases[i]; /* must be reset to NULL */
         lk_error err = {0};
@@ -423,6 +440,77 @@ static void test_public_matches_private(void)
     lk_key_destroy(k);
 }
 
+/* Overwrites the 32-byte big-endian half of a raw signature with `v`. */
+static void set_half(uint8_t half[32], const BIGNUM *v)
+{
+    BN_bn2binpad(v, half, 32);
+}
+
+/* ECDSA values at and around the group order: 0 and >= n are refused as a
+ * bad signature (never an internal error); the high-S twin of a valid
+ * signature verifies, as in every other ES256 implementation, so a token's
+ * bytes are not unique and must never serve as its identity. */
+static void test_verify_scalar_edges(void)
+{
+    lk_key *k = NULL;
+    lk_pubkey *p = NULL;
+    uint8_t raw[LK_PUBKEY_BYTES], msg[48], sig[LK__SIG_BYTES], bad[LK__SIG_BYTES];
+    BIGNUM *n = NULL, *r = NULL, *s = NULL, *t = BN_new();
+
+    ASSERT_NOT_NULL(t);
+    ASSERT_TRUE(BN_hex2bn(&n, "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"));
+    ASSERT_RC(lk_key_generate(LK_ENV_LIVE, &k, NULL), LK_OK);
+    lk_key_public(k, raw);
+    ASSERT_RC(lk_pubkey_create(raw, &p, NULL), LK_OK);
+    memset(msg, 0x33, sizeof msg);
+    ASSERT_RC(lk__key_sign(k, msg, sizeof msg, sig), LK_OK);
+    ASSERT_RC(lk__pubkey_verify(p, msg, sizeof msg, sig), LK_OK);
+    r = BN_bin2bn(sig, 32, NULL);
+    s = BN_bin2bn(sig + 32, 32, NULL);
+    ASSERT_TRUE(r && s);
+
+    /* r = 0, s = 0, r = n, s = n, r + n (when it fits), s + n (idem). */
+    memcpy(bad, sig, sizeof bad);
+    memset(bad, 0, 32);
+    ASSERT_RC(lk__pubkey_verify(p, msg, sizeof msg, bad), LK_ETOKEN_SIGNATURE);
+    memcpy(bad, sig, sizeof bad);
+    memset(bad + 32, 0, 32);
+    ASSERT_RC(lk__pubkey_verify(p, msg, sizeof msg, bad), LK_ETOKEN_SIGNATURE);
+    memcpy(bad, sig, sizeof bad);
+    set_half(bad, n);
+    ASSERT_RC(lk__pubkey_verify(p, msg, sizeof msg, bad), LK_ETOKEN_SIGNATURE);
+    memcpy(bad, sig, sizeof bad);
+    set_half(bad + 32, n);
+    ASSERT_RC(lk__pubkey_verify(p, msg, sizeof msg, bad), LK_ETOKEN_SIGNATURE);
+    ASSERT_TRUE(BN_add(t, r, n));
+    if (BN_num_bytes(t) <= 32) {
+        memcpy(bad, sig, sizeof bad);
+        set_half(bad, t);
+        ASSERT_RC(lk__pubkey_verify(p, msg, sizeof msg, bad), LK_ETOKEN_SIGNATURE);
+    }
+    ASSERT_TRUE(BN_add(t, s, n));
+    if (BN_num_bytes(t) <= 32) {
+        memcpy(bad, sig, sizeof bad);
+        set_half(bad + 32, t);
+        ASSERT_RC(lk__pubkey_verify(p, msg, sizeof msg, bad), LK_ETOKEN_SIGNATURE);
+    }
+    /* n - s: the other valid s for the same r. */
+    ASSERT_TRUE(BN_sub(t, n, s));
+    memcpy(bad, sig, sizeof bad);
+    set_half(bad + 32, t);
+    ASSERT_RC(lk__pubkey_verify(p, msg, sizeof msg, bad), LK_OK);
+    /* ...but not for another message. */
+    msg[0] ^= 1;
+    ASSERT_RC(lk__pubkey_verify(p, msg, sizeof msg, bad), LK_ETOKEN_SIGNATURE);
+
+    BN_free(n);
+    BN_free(r);
+    BN_free(s);
+    BN_free(t);
+    lk_pubkey_destroy(p);
+    lk_key_destroy(k);
+}
+
 static void test_random_pool(void)
 {
     lk_key *k = NULL;
@@ -454,9 +542,14 @@ static void test_random_pool(void)
     ASSERT_TRUE(memcmp(cur, child, sizeof cur) != 0);
     close(fds[0]);
     close(fds[1]);
-    /* Larger requests bypass the pool but still work. */
+    /* Larger requests bypass the pool but still work, even past its size. */
     uint8_t big[100];
     ASSERT_RC(lk__key_random(k, big, sizeof big), LK_OK);
+    uint8_t *huge = calloc(1, 3 * 4096);
+    ASSERT_NOT_NULL(huge);
+    ASSERT_RC(lk__key_random(k, huge, 3 * 4096), LK_OK);
+    ASSERT_TRUE(memcmp(huge, huge + 4096, 4096) != 0);
+    free(huge);
     lk_key_destroy(k);
 }
 
@@ -481,5 +574,6 @@ LK_TEST_MAIN("key",
              LK_TEST(test_private_pem),
              LK_TEST(test_pubkey),
              LK_TEST(test_public_matches_private),
+             LK_TEST(test_verify_scalar_edges),
              LK_TEST(test_random_pool),
              LK_TEST(test_destroy_null_and_bad_args))

@@ -123,10 +123,12 @@ static char *join3(const char *a, const char *b, const char *c)
 
 enum sig_mode { SIG_ES256, SIG_NONE, SIG_JUNK64 };
 
-/* header.payload signed as asked. Caller frees. */
-static char *forge(lk_key *k, const char *header, const char *payload, enum sig_mode mode)
+/* header.payload (of explicit lengths, so they may hold NUL bytes) signed
+ * as asked. Caller frees. */
+static char *forge_n(lk_key *k, const char *header, size_t hn, const char *payload,
+                     size_t pn, enum sig_mode mode)
 {
-    char *h = b64(header, strlen(header)), *p = b64(payload, strlen(payload));
+    char *h = b64(header, hn), *p = b64(payload, pn);
     char *input = join3(h, p, "");
     size_t in_len = strlen(input) - 1; /* drop the trailing '.' */
     uint8_t sig[LK__SIG_BYTES];
@@ -148,6 +150,11 @@ static char *forge(lk_key *k, const char *header, const char *payload, enum sig_
     free(s);
     free(input);
     return tok;
+}
+
+static char *forge(lk_key *k, const char *header, const char *payload, enum sig_mode mode)
+{
+    return forge_n(k, header, strlen(header), payload, strlen(payload), mode);
 }
 
 static char *std_header(const lk_key *k, char *buf, size_t n)
@@ -643,6 +650,13 @@ static void test_unknown_and_wrong_kid(void)
     t = forge(f.other, std_header(f.key, h, sizeof h), cl, SIG_ES256);
     ASSERT_RC(check_at(&f, t, NOW), LK_ETOKEN_SIGNATURE);
     free(t);
+    /* A resolver that finds the kid but hands back no public key. */
+    f.e[1] = (entry){lk_key_kid(f.other), NULL, 0, LK_ACT_ALL, "ws_test"};
+    f.n = 2;
+    t = mint(f.other, NOW, 600, NULL, NULL);
+    ASSERT_RC(check_at(&f, t, NOW), LK_ETOKEN_KID);
+    free(t);
+    f.n = 1;
     /* Resolver failures other than "not found" are passed through. */
     t = mint(f.key, NOW, 600, NULL, NULL);
     f.fail_rc = LK_EDB;
@@ -706,6 +720,17 @@ static void test_tampering(void)
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
         memset(raw, sigs[i].fill, sizeof raw);
         char *sb = b64(raw, sigs[i].len);
+        char *tt = join3(hb, pbb, sb);
+        ASSERT_RC(check_at(&f, tt, NOW), LK_ETOKEN_SIGNATURE);
+        free(sb);
+        free(tt);
+    }
+    /* A valid signature with one byte appended. */
+    {
+        uint8_t s65[65];
+        ASSERT_EQ(lk__b64url_decode(sig, strlen(sig), s65), 64);
+        s65[64] = 0;
+        char *sb = b64(s65, sizeof s65);
         char *tt = join3(hb, pbb, sb);
         ASSERT_RC(check_at(&f, tt, NOW), LK_ETOKEN_SIGNATURE);
         free(sb);
@@ -963,6 +988,111 @@ static void test_claim_rejections(void)
     fx_free(&f);
 }
 
+/* cJSON would end these strings at the NUL, so "ES256\u0000x" would read
+ * as ES256 and "a\u0000b" as the pattern "a": refused in either form. */
+static void test_embedded_nul(void)
+{
+    fixture f;
+    char h[256], cl[512];
+    ASSERT_EQ(fx_init(&f), 0);
+    const char *kid = lk_key_kid(f.key);
+    claims_fmt(cl, sizeof cl, NOW, NOW + 600, "");
+
+    const char *headers[] = {
+        "{\"alg\":\"ES256\\u0000x\",\"kid\":\"@KID@\"}",
+        "{\"alg\":\"ES256\",\"kid\":\"@KID@\\u0000\"}",
+        "{\"alg\":\"ES256\",\"typ\":\"JWT\\u0000\",\"kid\":\"@KID@\"}",
+        "{\"alg\\u0000\":\"none\",\"alg\":\"ES256\",\"kid\":\"@KID@\"}",
+    };
+    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+        subst_kid(headers[i], kid, h, sizeof h);
+        char *t = forge(f.key, h, cl, SIG_ES256);
+        ASSERT_RC(check_at(&f, t, NOW), LK_ETOKEN_MALFORMED);
+        free(t);
+    }
+    /* A raw NUL byte inside the alg string. */
+    int hn = snprintf(h, sizeof h, "{\"alg\":\"ES256?x\",\"kid\":\"%s\"}", kid);
+    *strchr(h, '?') = '\0';
+    char *t = forge_n(f.key, h, (size_t)hn, cl, strlen(cl), SIG_ES256);
+    ASSERT_RC(check_at(&f, t, NOW), LK_ETOKEN_MALFORMED);
+    free(t);
+    ASSERT_EQ(f.calls, 0);
+
+    const char *extras[] = {
+        ",\"sub\":\"alice\\u0000admin\"",
+        ",\"aud\":\"x\\u0000\"",
+        ",\"jti2\":{\"k\":\"\\u0000\"}",
+    };
+    for (size_t i = 0; i < sizeof extras / sizeof extras[0]; i++) {
+        t = signed_claims(f.key, claims_fmt(cl, sizeof cl, NOW, NOW + 600, extras[i]));
+        ASSERT_RC(check_at(&f, t, NOW), LK_ETOKEN_MALFORMED);
+        free(t);
+    }
+    t = signed_claims(f.key, "{\"iat\":1700000000,\"exp\":1700000600,\"jti\":\"" JTI
+                             "\",\"cap\":{\"a\\u0000b\":[\"realtime:publish\"]}}");
+    ASSERT_RC(check_at(&f, t, NOW), LK_ETOKEN_MALFORMED);
+    free(t);
+    int pn = snprintf(cl, sizeof cl, "{\"iat\":%d,\"exp\":%d,\"jti\":\"" JTI
+                      "\",\"sub\":\"bob?x\",\"cap\":" CAP "}", NOW, NOW + 600);
+    *strchr(cl, '?') = '\0';
+    t = forge_n(f.key, std_header(f.key, h, sizeof h), strlen(h), cl, (size_t)pn, SIG_ES256);
+    ASSERT_RC(check_at(&f, t, NOW), LK_ETOKEN_MALFORMED);
+    free(t);
+
+    /* An escaped backslash followed by "u0000" is just text. */
+    lk_claims *c = NULL;
+    t = signed_claims(f.key, claims_fmt(cl, sizeof cl, NOW, NOW + 600,
+                                        ",\"sub\":\"a\\\\u0000b\""));
+    ASSERT_RC(verify_at(&f, t, NOW, &c, NULL), LK_OK);
+    ASSERT_STREQ(lk_claims_sub(c), "a\\u0000b");
+    lk_claims_destroy(c);
+    free(t);
+    fx_free(&f);
+}
+
+/* Times past 2038 (beyond a 32-bit valueint) and at the top of the range
+ * that a double holds exactly. */
+static void test_far_future_times(void)
+{
+    fixture f;
+    char *tok = NULL;
+    lk_claims *c = NULL;
+    const int64_t y2100 = 4102444800LL, top = 9007199254740991LL;
+    ASSERT_EQ(fx_init(&f), 0);
+
+    tok = mint(f.key, y2100, 600, NULL, NULL);
+    ASSERT_NOT_NULL(tok);
+    ASSERT_RC(verify_at(&f, tok, y2100 + 1, &c, NULL), LK_OK);
+    ASSERT_EQ(lk_claims_iat(c), y2100);
+    ASSERT_EQ(lk_claims_exp(c), y2100 + 600);
+    lk_claims_destroy(c);
+    ASSERT_RC(check_at(&f, tok, y2100 + 600), LK_ETOKEN_EXPIRED);
+    lk_free(tok);
+
+    lk_mint_opts o = {.capability = CAP, .now = top - 600};
+    ASSERT_RC(lk_token_mint(f.key, &o, &tok, NULL), LK_OK);
+    ASSERT_RC(check_at(&f, tok, top - 1), LK_OK);
+    ASSERT_RC(check_at(&f, tok, top), LK_ETOKEN_EXPIRED);
+    lk_free(tok);
+    o.now = top - 599;
+    ASSERT_RC(lk_token_mint(f.key, &o, &tok, NULL), LK_EINVAL);
+    ASSERT_NULL(tok);
+    /* Must be refused without computing now + ttl (it would overflow). */
+    o.now = INT64_MAX;
+    ASSERT_RC(lk_token_mint(f.key, &o, &tok, NULL), LK_EINVAL);
+    o.now = INT64_MAX - 300;
+    o.ttl = 600;
+    ASSERT_RC(lk_token_mint(f.key, &o, &tok, NULL), LK_EINVAL);
+    o.now = -1;
+    ASSERT_RC(lk_token_mint(f.key, &o, &tok, NULL), LK_EINVAL);
+    /* A verifier clock at the extremes is defined behaviour too. */
+    tok = mint(f.key, NOW, 600, NULL, NULL);
+    ASSERT_RC(check_at(&f, tok, INT64_MAX), LK_ETOKEN_EXPIRED);
+    ASSERT_RC(check_at(&f, tok, INT64_MIN), LK_ETOKEN_NOT_YET_VALID);
+    lk_free(tok);
+    fx_free(&f);
+}
+
 static void test_audience(void)
 {
     fixture f;
@@ -1098,6 +1228,8 @@ LK_TEST_MAIN("token",
              LK_TEST(test_size_limit),
              LK_TEST(test_times),
              LK_TEST(test_claim_rejections),
+             LK_TEST(test_embedded_nul),
+             LK_TEST(test_far_future_times),
              LK_TEST(test_audience),
              LK_TEST(test_key_status_and_scopes),
              LK_TEST(test_errors_never_echo_token),
