@@ -72,6 +72,7 @@ typedef struct lk_broker {
     size_t sockets;               /* open TCP connections */
     size_t fd_limit;              /* soft RLIMIT_NOFILE after raising it */
     uint64_t destroyed;           /* WSI_DESTROY events seen */
+    uint64_t polls;               /* key registry polls so far */
 
     int stopping;
     int done;

@@ -15,6 +15,7 @@ typedef struct ks_entry {
     uint8_t raw[LK_PUBKEY_BYTES];
     uint32_t scopes;
     int revoked;
+    int used;                        /* accepted since the last flush */
     lk_pubkey *pub;
 } ks_entry;
 
@@ -94,6 +95,8 @@ static int table_build(ks_table *nt, ks_table *old, const lk_key_record *recs,
         e->scopes = rec->scope_mask;
         e->revoked = rec->status != LK_KEY_ACTIVE;
         ks_entry *prev = table_find(old, rec->kid);
+        if (prev)
+            e->used = prev->used;
         if (prev && prev->pub && memcmp(prev->raw, e->raw, sizeof e->raw) == 0) {
             e->pub = prev->pub;
             prev->pub = NULL;
@@ -209,4 +212,27 @@ int lk_keystore_active(const lk_keystore *ks, const char *kid)
 size_t lk_keystore_count(const lk_keystore *ks)
 {
     return ks->t.count;
+}
+
+void lk_keystore_mark_used(lk_keystore *ks, const char *kid)
+{
+    ks_entry *e = kid ? table_find(&ks->t, kid) : NULL;
+    if (e)
+        e->used = 1;
+}
+
+int lk_keystore_flush_used(lk_keystore *ks, int64_t now, lk_error *err)
+{
+    int n = 0;
+    for (size_t i = 0; i < ks->t.cap; i++) {
+        ks_entry *e = &ks->t.slots[i];
+        if (!e->kid[0] || !e->used)
+            continue;
+        e->used = 0;
+        int rc = lk_registry_touch(ks->reg, e->kid, now, err);
+        if (rc != LK_OK && rc != LK_ENOTFOUND)
+            return rc;
+        n++;
+    }
+    return n;
 }

@@ -39,4 +39,11 @@ int lk_keystore_active(const lk_keystore *ks, const char *kid);
 
 size_t lk_keystore_count(const lk_keystore *ks);
 
+/* Notes that a token of `kid` was accepted. The registry's last-used time
+ * is written in batches by lk_keystore_flush_used, not on every connect. */
+void lk_keystore_mark_used(lk_keystore *ks, const char *kid);
+/* Records `now` as the last use of every key marked since the last flush.
+ * Returns how many keys were written, or a negative lk_err. */
+int lk_keystore_flush_used(lk_keystore *ks, int64_t now, lk_error *err);
+
 #endif

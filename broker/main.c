@@ -16,6 +16,7 @@
 #include "tls.h"
 
 #define KEY_POLL_US (250 * LWS_US_PER_MS)
+#define TOUCH_EVERY_POLLS 240                  /* last-used times: each minute */
 #define STOP_CHECK_US (20 * LWS_US_PER_MS)
 #define STOP_GRACE_US (1500 * LWS_US_PER_MS)   /* SPEC: exit within 2 s */
 #define FD_RESERVE 64                          /* log, registry, signalfd... */
@@ -61,9 +62,21 @@ static void early_error(const char *msg, const char *detail)
 
 /* ------------------------------------------------------------ key polling */
 
+/* Writes the keys' last-used times; a failure only costs bookkeeping. */
+static void flush_key_use(lk_broker *b)
+{
+    lk_error err = {0};
+    int rc = lk_keystore_flush_used(b->keys, lk_now_us() / 1000000, &err);
+    if (rc < 0)
+        lk_log_msg(b->log, LK_LOG_WARN, "key use not recorded",
+                   err.message[0] ? err.message : lk_strerror(rc));
+}
+
 static void on_key_poll(lws_sorted_usec_list_t *sul)
 {
     lk_broker *b = lws_container_of(sul, lk_broker, sul_poll);
+    if (++b->polls % TOUCH_EVERY_POLLS == 0)
+        flush_key_use(b);
     int changed = 0;
     lk_error err = {0};
     int rc = lk_keystore_poll(b->keys, &changed, &err);
@@ -278,6 +291,7 @@ int main(int argc, char **argv)
     lws_sul_cancel(&b.sul_stop);
     lws_sul_cancel(&b.sul_accept);
     lk_listener_destroy(&b);
+    flush_key_use(&b);
     lk_log_msg(b.log, LK_LOG_INFO, "stopped", NULL);
     broker_free(&b);
     return 0;

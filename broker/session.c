@@ -347,6 +347,7 @@ static void on_established(lk_broker *b, lk_session *s, struct lws *wsi)
 
     s->claims = claims;
     s->state = S_OPEN;
+    lk_keystore_mark_used(b->keys, lk_claims_kid(claims));
     s->counted_open = 1;
     b->open_sessions++;
     b->metrics.connections_total++;
@@ -569,6 +570,7 @@ static void op_auth(lk_session *s, const lk_request *req)
     }
     lk_claims *old = s->claims;
     s->claims = nc;
+    lk_keystore_mark_used(b->keys, lk_claims_kid(nc));
     lk_claims_destroy(old);
     send_text(s, out, lk_codec_authed(out, sizeof out, req->has_id, req->id,
                                       lk_claims_exp(nc)), 0);

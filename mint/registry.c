@@ -3,9 +3,11 @@
  * a raw key exists in memory just long enough to be formatted once. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -287,19 +289,147 @@ static int get_record(lk_registry *reg, const char *kid, lk_key_record *out,
     return ret;
 }
 
+/* Every file of the registry (the database, and the -wal, -shm and
+ * -journal files SQLite creates next to it, now and in later processes)
+ * is opened by name. An fd check of the main file cannot cover those, so
+ * safety rests on nobody else being able to change the names: each
+ * directory on the way must be owned by root or by us and not writable by
+ * group or others. A sticky directory such as /tmp is accepted above the
+ * last one, since others cannot rename what we own in it; the registry's
+ * own directory must not be writable by others at all, or someone could
+ * plant a -wal file there for SQLite to replay. */
+static int check_dir(const char *dir, int is_last, lk_error *err)
+{
+    struct stat st;
+    if (lstat(dir, &st) != 0)
+        return lk__fail(err, LK_EIO, "cannot use key registry directory %s: %s",
+                        dir, strerror(errno));
+    if (S_ISLNK(st.st_mode))
+        return lk__fail(err, LK_EIO,
+                        "key registry path goes through the symbolic link %s, "
+                        "which could be redirected; give the real path", dir);
+    if (!S_ISDIR(st.st_mode))
+        return lk__fail(err, LK_EIO, "cannot use key registry directory %s: %s",
+                        dir, strerror(ENOTDIR));
+    uid_t me = geteuid();
+    if (st.st_uid != 0 && st.st_uid != me)
+        return lk__fail(err, LK_EIO,
+                        "key registry directory %s is owned by uid %u, who could "
+                        "replace the registry; it must belong to root or uid %u",
+                        dir, (unsigned)st.st_uid, (unsigned)me);
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && (is_last || !(st.st_mode & S_ISVTX)))
+        return lk__fail(err, LK_EIO,
+                        "key registry directory %s is writable by group or "
+                        "others, who could replace the registry or its -wal "
+                        "file; chmod go-w it or move the registry", dir);
+    return LK_OK;
+}
+
+static int check_dirs(const char *path, lk_error *err)
+{
+    char abs[PATH_MAX];
+    int n;
+    if (path[0] == '/') {
+        n = snprintf(abs, sizeof abs, "%s", path);
+    } else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd))
+            return lk__fail(err, LK_EIO, "cannot resolve key registry path %s: %s",
+                            path, strerror(errno));
+        n = snprintf(abs, sizeof abs, "%s/%s", cwd, path);
+    }
+    if (n < 0 || (size_t)n >= sizeof abs)
+        return lk__fail(err, LK_EIO, "key registry path is too long");
+    size_t dir_len = (size_t)(strrchr(abs, '/') - abs);
+    while (dir_len > 0 && abs[dir_len - 1] == '/')
+        dir_len--;
+    /* Checks "/", then each longer prefix that ends a component: the
+     * kernel walks the same directories, in the same order. */
+    for (size_t i = 0; i <= dir_len; i++) {
+        if (i < dir_len && abs[i] != '/')
+            continue;
+        if (i > 0 && abs[i - 1] == '/')
+            continue;
+        char saved = abs[i];
+        abs[i] = '\0';
+        int rc = check_dir(i == 0 ? "/" : abs, i == dir_len, err);
+        abs[i] = saved;
+        if (rc != LK_OK)
+            return rc;
+    }
+    return LK_OK;
+}
+
+/* Refuses anything but a regular file of ours that only we can write:
+ * anyone else able to write it could add a key and mint tokens the broker
+ * accepts. A file with looser permissions is refused, not fixed, because
+ * someone may already have written to it: its keys need checking first.
+ * Safe to do by name because check_dirs made sure nobody else can change
+ * the name. A missing file is fine when `must_exist` is 0. */
+static int check_file(const char *file, int must_exist, lk_error *err)
+{
+    struct stat st;
+    if (lstat(file, &st) != 0) {
+        if (errno == ENOENT && !must_exist)
+            return LK_OK;
+        return lk__fail(err, LK_EIO, "cannot open key registry %s: %s", file,
+                        strerror(errno));
+    }
+    if (S_ISLNK(st.st_mode))
+        return lk__fail(err, LK_EIO,
+                        "key registry %s is a symbolic link, which could be "
+                        "redirected; give the real file's path", file);
+    if (!S_ISREG(st.st_mode))
+        return lk__fail(err, LK_EIO, "key registry %s is not a regular file (it is a %s)",
+                        file, S_ISDIR(st.st_mode) ? "directory" :
+                              S_ISFIFO(st.st_mode) ? "fifo" :
+                              S_ISSOCK(st.st_mode) ? "socket" : "device");
+    uid_t me = geteuid();
+    if (st.st_uid != me)
+        return lk__fail(err, LK_EIO,
+                        "key registry %s is owned by uid %u, not by this "
+                        "process's uid %u; run as its owner or chown it",
+                        file, (unsigned)st.st_uid, (unsigned)me);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return lk__fail(err, LK_EIO,
+                        "key registry %s is writable by group or others; "
+                        "chmod 600 it, then review its keys, as others could "
+                        "have added some", file);
+    return LK_OK;
+}
+
 /* Creates the file 0600 ourselves: SQLite would use the umask, and its
- * -wal and -shm files copy the main file's mode. */
+ * -wal and -shm files copy the main file's mode. An existing file is left
+ * for check_files to judge. */
 static int create_file(const char *path, lk_error *err)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {
+        /* A umask such as 0277 would leave the new file unwritable. */
+        int rc = fchmod(fd, 0600) == 0 ? LK_OK
+                 : lk__fail(err, LK_EIO, "cannot set the mode of key registry %s: %s",
+                            path, strerror(errno));
         close(fd);
-        return LK_OK;
+        return rc;
     }
     if (errno == EEXIST)
         return LK_OK;
     return lk__fail(err, LK_EIO, "cannot create key registry %s: %s", path,
                     strerror(errno));
+}
+
+/* Judges the registry and whatever -wal, -shm or -journal file a previous
+ * run left: SQLite replays a -wal or -journal as soon as it reads. */
+static int check_files(const char *path, lk_error *err)
+{
+    static const char *const sidecars[] = {"-wal", "-shm", "-journal"};
+    int rc = check_file(path, 1, err);
+    for (size_t i = 0; rc == LK_OK && i < sizeof sidecars / sizeof *sidecars; i++) {
+        char side[PATH_MAX + 16];
+        snprintf(side, sizeof side, "%s%s", path, sidecars[i]);
+        rc = check_file(side, 0, err);
+    }
+    return rc;
 }
 
 static int pragma_int(lk_registry *reg, const char *sql, int64_t *out)
@@ -413,17 +543,29 @@ int lk_registry_open(const char *path, lk_registry **out, lk_error *err)
     *out = NULL;
     if (!path || !*path)
         return lk__fail(err, LK_EINVAL, "key registry path is empty");
-    int rc = create_file(path, err);
+    int rc = check_dirs(path, err);
+    if (rc == LK_OK)
+        rc = create_file(path, err);
+    if (rc == LK_OK)
+        rc = check_files(path, err);
     if (rc != LK_OK)
         return rc;
 
     lk_registry *reg = calloc(1, sizeof *reg);
     if (!reg)
         return lk__fail(err, LK_ENOMEM, "out of memory");
+    /* NOFOLLOW as well: a symbolic link anywhere in the path is refused
+     * even if one appeared after check_dirs looked. */
     if (sqlite3_open_v2(path, &reg->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        rc = lk__fail(err, LK_EDB, "cannot open key registry %s: %s", path,
-                      reg->db ? sqlite3_errmsg(reg->db) : "out of memory");
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        if (reg->db && sqlite3_extended_errcode(reg->db) == SQLITE_CANTOPEN_SYMLINK)
+            rc = lk__fail(err, LK_EIO,
+                          "key registry path %s contains a symbolic link; give "
+                          "the real path", path);
+        else
+            rc = lk__fail(err, LK_EDB, "cannot open key registry %s: %s", path,
+                          reg->db ? sqlite3_errmsg(reg->db) : "out of memory");
         goto fail;
     }
     sqlite3_busy_timeout(reg->db, REG_BUSY_TIMEOUT_MS);

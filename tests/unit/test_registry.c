@@ -1,6 +1,9 @@
 /* test_registry.c - the SQLite key registry: records, workspace envs,
  * revocation, rotation, versioning, schema checks and file hygiene. */
-#include <dirent.h>
+#define _GNU_SOURCE /* nftw */
+#include <fcntl.h>
+#include <ftw.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +24,9 @@ static int db_seq;
 
 static void remove_tmpdir(void);
 
-/* A fresh database path in the test's private directory, made on first
- * use and removed at exit. */
-static const char *new_db_path(void)
+/* The test's private directory, made on first use and removed at exit. */
+static const char *test_dir(void)
 {
-    static char path[128];
     if (!tmpdir[0]) {
         snprintf(tmpdir, sizeof tmpdir, "/tmp/lk-test-registry-XXXXXX");
         if (!mkdtemp(tmpdir)) {
@@ -34,26 +35,71 @@ static const char *new_db_path(void)
         }
         atexit(remove_tmpdir);
     }
-    snprintf(path, sizeof path, "%s/reg%d.db", tmpdir, ++db_seq);
+    return tmpdir;
+}
+
+/* A fresh database path in the test's private directory. */
+static const char *new_db_path(void)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "%s/reg%d.db", test_dir(), ++db_seq);
     return path;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    remove(path);
+    return 0;
 }
 
 static void remove_tmpdir(void)
 {
-    DIR *d = opendir(tmpdir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(tmpdir);
+    nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+/* tmpdir/`rel` in a static buffer (one of two, so two can be in use). */
+static const char *in_tmp(const char *rel)
+{
+    static char bufs[2][192];
+    static int which;
+    char *b = bufs[which ^= 1];
+    snprintf(b, sizeof bufs[0], "%s/%s", test_dir(), rel);
+    return b;
+}
+
+/* Makes tmpdir/`rel` with exactly `mode` (mkdir alone would apply the
+ * umask and drop the sticky bit). */
+static int make_dir(const char *rel, mode_t mode)
+{
+    const char *dir = in_tmp(rel);
+    return mkdir(dir, 0700) == 0 && chmod(dir, mode) == 0 ? 0 : -1;
+}
+
+static mode_t file_mode(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 ? st.st_mode & 07777 : (mode_t)-1;
+}
+
+/* Asserts lk_registry_open refuses `path` with `code`, leaves *out NULL
+ * and says `why` in its message. */
+#define ASSERT_REFUSED(path, code, why)                                     \
+    do {                                                                    \
+        lk_registry *reg_ = (lk_registry *)1;                               \
+        lk_error e_ = {0};                                                  \
+        int rc_ = lk_registry_open((path), &reg_, &e_);                     \
+        if (rc_ == LK_OK)                                                   \
+            lk_registry_close(reg_);                                        \
+        ASSERT_RC(rc_, (code));                                             \
+        ASSERT_NULL(reg_);                                                  \
+        if (!strstr(e_.message, (why)))                                     \
+            LK_TEST__FAIL("message \"%s\" does not say \"%s\"",           \
+                          e_.message, (why));                               \
+    } while (0)
 
 /* Runs one statement on the file behind the registry's back. */
 static int raw_sql(const char *path, const char *sql)
@@ -688,6 +734,208 @@ static void test_no_secret_in_file(void)
     OPENSSL_cleanse(raws, sizeof raws);
 }
 
+/* A symbolic link is refused wherever it is in the path, and a dangling
+ * one does not make us create its target. */
+static void test_symlink_refused(void)
+{
+    const char *path;
+    lk_registry *reg = open_new(&path);
+    ASSERT_NOT_NULL(reg);
+    lk_registry_close(reg);
+    char real[192];
+    snprintf(real, sizeof real, "%s", path);
+    const char *link = in_tmp("link.db");
+    ASSERT_EQ(symlink(real, link), 0);
+    ASSERT_REFUSED(link, LK_EIO, "is a symbolic link");
+
+    const char *dangling = in_tmp("dangling.db");
+    ASSERT_EQ(symlink(in_tmp("target.db"), dangling), 0);
+    ASSERT_REFUSED(dangling, LK_EIO, "is a symbolic link");
+    ASSERT_EQ(file_mode(in_tmp("target.db")), (mode_t)-1);
+
+    ASSERT_EQ(make_dir("realdir", 0700), 0);
+    ASSERT_EQ(symlink(in_tmp("realdir"), in_tmp("linkdir")), 0);
+    ASSERT_REFUSED(in_tmp("linkdir/reg.db"), LK_EIO, "symbolic link");
+    ASSERT_EQ(file_mode(in_tmp("realdir/reg.db")), (mode_t)-1);
+}
+
+/* Anyone else able to write the file could add a key. Such a file is
+ * refused and left as it is, never silently chmod-ed. */
+static void test_writable_file_refused(void)
+{
+    const char *path;
+    lk_registry *reg = open_new(&path);
+    ASSERT_NOT_NULL(reg);
+    lk_registry_close(reg);
+    ASSERT_EQ(chmod(path, 0620), 0);
+    ASSERT_REFUSED(path, LK_EIO, "writable by group or others");
+    ASSERT_EQ(chmod(path, 0602), 0);
+    ASSERT_REFUSED(path, LK_EIO, "chmod 600");
+    ASSERT_EQ(file_mode(path), 0602);
+    /* Readable is fine: the registry holds only public keys. */
+    ASSERT_EQ(chmod(path, 0644), 0);
+    lk_error err;
+    ASSERT_RC(lk_registry_open(path, &reg, &err), LK_OK);
+    lk_registry_close(reg);
+
+    /* Pre-created by someone else before the first open: not adopted. */
+    path = new_db_path();
+    mode_t old = umask(0);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    umask(old);
+    ASSERT_TRUE(fd >= 0);
+    close(fd);
+    ASSERT_REFUSED(path, LK_EIO, "writable by group or others");
+    ASSERT_EQ(file_mode(path), 0666);
+}
+
+static void test_non_regular_refused(void)
+{
+    const char *path = new_db_path();
+    ASSERT_EQ(mkdir(path, 0700), 0);
+    ASSERT_REFUSED(path, LK_EIO, "not a regular file (it is a directory)");
+    path = new_db_path();
+    ASSERT_EQ(mkfifo(path, 0600), 0);
+    ASSERT_REFUSED(path, LK_EIO, "not a regular file (it is a fifo)");
+}
+
+static uid_t nobody_uid(void)
+{
+    struct passwd *pw = getpwnam("nobody");
+    return pw ? pw->pw_uid : 65534;
+}
+
+/* Needs root to give a file away; skipped (and said so) otherwise. */
+static void test_other_owner_refused(void)
+{
+    if (geteuid() != 0) {
+        printf("skip test_other_owner_refused: needs root to chown to nobody\n");
+        return;
+    }
+    uid_t nobody = nobody_uid();
+    const char *path;
+    lk_registry *reg = open_new(&path);
+    ASSERT_NOT_NULL(reg);
+    lk_registry_close(reg);
+    ASSERT_EQ(chown(path, nobody, (gid_t)-1), 0);
+    ASSERT_REFUSED(path, LK_EIO, "is owned by uid");
+
+    /* The owner of the directory could swap the file. */
+    ASSERT_EQ(make_dir("theirs", 0755), 0);
+    ASSERT_EQ(chown(in_tmp("theirs"), nobody, (gid_t)-1), 0);
+    ASSERT_REFUSED(in_tmp("theirs/reg.db"), LK_EIO, "theirs is owned by uid");
+    ASSERT_EQ(file_mode(in_tmp("theirs/reg.db")), (mode_t)-1);
+
+    /* So could a -wal file of theirs, which SQLite would replay. */
+    reg = open_new(&path);
+    ASSERT_NOT_NULL(reg);
+    lk_registry_close(reg);
+    char wal[192];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    int fd = open(wal, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_EQ(fchown(fd, nobody, (gid_t)-1), 0);
+    close(fd);
+    ASSERT_REFUSED(path, LK_EIO, "-wal is owned by uid");
+}
+
+/* SQLite gives the -wal and -shm files the main file's mode, so a new
+ * registry's are 0600 whatever the umask. */
+static void test_sidecar_modes(void)
+{
+    static const mode_t umasks[] = {0, 0277};
+    for (size_t i = 0; i < sizeof umasks / sizeof *umasks; i++) {
+        mode_t old = umask(umasks[i]);
+        const char *path;
+        lk_registry *reg = open_new(&path);
+        umask(old);
+        ASSERT_NOT_NULL(reg);
+        char raw[LK_KEY_STR_BYTES];
+        lk_error err;
+        ASSERT_RC(lk_registry_create_key(reg, "ws_m", "k", "realtime:publish",
+                                         LK_ENV_LIVE, raw, NULL, &err), LK_OK);
+        OPENSSL_cleanse(raw, sizeof raw);
+        static const char *const suffixes[] = {"", "-wal", "-shm"};
+        for (int s = 0; s < 3; s++) {
+            char file[192];
+            snprintf(file, sizeof file, "%s%s", path, suffixes[s]);
+            struct stat st;
+            ASSERT_EQ(lstat(file, &st), 0);
+            ASSERT_TRUE(S_ISREG(st.st_mode));
+            ASSERT_EQ(st.st_mode & 07777, 0600);
+            ASSERT_EQ(st.st_uid, geteuid());
+        }
+        lk_registry_close(reg);
+    }
+}
+
+/* A -wal, -shm or -journal file left next to the registry is judged like
+ * the registry itself before SQLite reads (and replays) it. */
+static void test_leftover_sidecar_refused(void)
+{
+    const char *path;
+    lk_registry *reg = open_new(&path);
+    ASSERT_NOT_NULL(reg);
+    lk_registry_close(reg);
+    static const char *const suffixes[] = {"-wal", "-shm", "-journal"};
+    for (int s = 0; s < 3; s++) {
+        char side[192];
+        snprintf(side, sizeof side, "%s%s", path, suffixes[s]);
+        ASSERT_EQ(file_mode(side), (mode_t)-1);
+        mode_t old = umask(0);
+        int fd = open(side, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        umask(old);
+        ASSERT_TRUE(fd >= 0);
+        close(fd);
+        ASSERT_REFUSED(path, LK_EIO, suffixes[s]);
+        ASSERT_EQ(unlink(side), 0);
+        ASSERT_EQ(symlink("/dev/null", side), 0);
+        ASSERT_REFUSED(path, LK_EIO, "is a symbolic link");
+        ASSERT_EQ(unlink(side), 0);
+    }
+    lk_error err;
+    ASSERT_RC(lk_registry_open(path, &reg, &err), LK_OK);
+    lk_registry_close(reg);
+}
+
+/* Someone able to change a directory on the way could swap the registry
+ * between our checks and SQLite opening it, or plant its -wal file. */
+static void test_unsafe_directory_refused(void)
+{
+    ASSERT_EQ(make_dir("gw", 0770), 0);
+    ASSERT_REFUSED(in_tmp("gw/reg.db"), LK_EIO, "gw is writable by group or others");
+    ASSERT_EQ(file_mode(in_tmp("gw/reg.db")), (mode_t)-1);
+
+    /* Sticky is not enough for the registry's own directory... */
+    ASSERT_EQ(make_dir("sticky", 01777), 0);
+    ASSERT_REFUSED(in_tmp("sticky/reg.db"), LK_EIO, "sticky is writable");
+
+    /* ...but is above it, as with /tmp: nobody else can rename our entry. */
+    ASSERT_EQ(make_dir("sticky/mine", 0700), 0);
+    lk_registry *reg = NULL;
+    lk_error err;
+    ASSERT_RC(lk_registry_open(in_tmp("sticky/mine/reg.db"), &reg, &err), LK_OK);
+    lk_registry_close(reg);
+
+    ASSERT_EQ(make_dir("open", 0777), 0);
+    ASSERT_EQ(make_dir("open/mine", 0700), 0);
+    ASSERT_REFUSED(in_tmp("open/mine/reg.db"), LK_EIO, "open is writable");
+    ASSERT_REFUSED(in_tmp("open/mine/..//mine//reg.db"), LK_EIO, "open is writable");
+    ASSERT_REFUSED(in_tmp("sticky/mine/../../gw/reg.db"), LK_EIO, "gw is writable");
+
+    /* A relative path is judged from the working directory. */
+    int here = open(".", O_RDONLY | O_DIRECTORY);
+    ASSERT_TRUE(here >= 0);
+    ASSERT_EQ(chdir(in_tmp("gw")), 0);
+    reg = (lk_registry *)1;
+    int rc = lk_registry_open("reg.db", &reg, &err);
+    ASSERT_EQ(fchdir(here), 0);
+    close(here);
+    ASSERT_RC(rc, LK_EIO);
+    ASSERT_NULL(reg);
+    ASSERT_TRUE(strstr(err.message, "gw is writable") != NULL);
+}
+
 LK_TEST_MAIN("registry",
              LK_TEST(test_workspace_valid),
              LK_TEST(test_create_and_get),
@@ -703,4 +951,11 @@ LK_TEST_MAIN("registry",
              LK_TEST(test_reopen_persists),
              LK_TEST(test_schema_checks),
              LK_TEST(test_concurrent_processes),
-             LK_TEST(test_no_secret_in_file))
+             LK_TEST(test_no_secret_in_file),
+             LK_TEST(test_symlink_refused),
+             LK_TEST(test_writable_file_refused),
+             LK_TEST(test_non_regular_refused),
+             LK_TEST(test_other_owner_refused),
+             LK_TEST(test_sidecar_modes),
+             LK_TEST(test_leftover_sidecar_refused),
+             LK_TEST(test_unsafe_directory_refused))
