@@ -302,16 +302,28 @@ static int on_body(struct lws *wsi, lk_http_conn *c, const char *in, size_t len)
     return 0;
 }
 
-/* Only /v1/realtime upgrades to WebSocket; anything else is hung up. */
-static int confirm_upgrade(struct lws *wsi, const char *what, lk_broker *b)
+/* Only /v1/realtime upgrades to WebSocket. An upgrade elsewhere is
+ * answered like an unknown path (404), then the connection is closed. */
+static int confirm_upgrade(struct lws *wsi, const char *what, lk_http_conn *c)
 {
     char uri[64];
-    if (!what || strcmp(what, "websocket") != 0)
-        return -1;
     int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
-    if (n <= 0 || strcmp(uri, "/v1/realtime") != 0)
+    if (what && strcmp(what, "websocket") == 0 && n > 0 &&
+        strcmp(uri, "/v1/realtime") == 0)
+        return 0;
+    if (!c)
         return -1;
-    return 0;
+    lk_http_cleanup(c);
+    c->kind = LK_CONN_HTTP;
+    c->t0 = lk_mono_us();
+    char *u;
+    int ulen;
+    c->method = lws_http_get_uri_and_method(wsi, &u, &ulen);
+    c->close_after = 1;
+    lk_http_resp_error(&c->resp, 404, "not_found", "not found");
+    int dbg = respond(wsi, c);
+    fprintf(stderr, "DBG respond %d\n", dbg);
+    return -1;
 }
 
 int lk_http_callback(lk_broker *b, struct lws *wsi,
@@ -341,7 +353,7 @@ int lk_http_callback(lk_broker *b, struct lws *wsi,
         }
         return run_route(b, wsi, c);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return confirm_upgrade(wsi, in, b);
+        return confirm_upgrade(wsi, in, c);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         lk_http_cleanup(c);

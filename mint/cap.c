@@ -679,6 +679,8 @@ int lk_cap_parse(const char *json, size_t len, lk_cap **out, lk_error *err)
         return lk__fail(err, LK_ECAP, "capability is empty: grant at least one pattern");
     if (len > CAP_JSON_MAX)
         return lk__fail(err, LK_ECAP, "capability larger than %d bytes", CAP_JSON_MAX);
+    if (lk__json_has_nul(json, len))
+        return lk__fail(err, LK_ECAP, "capability contains a NUL character");
 
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);

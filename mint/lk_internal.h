@@ -29,6 +29,11 @@ void lk__hex_encode(const uint8_t *in, size_t n, char *out);
 /* Strict lowercase hex decode of exactly 2n chars; 0 on success, -1 else. */
 int lk__hex_decode(const char *in, size_t n, uint8_t *out);
 
+/* 1 if JSON text holds a raw NUL or a \u0000 escape. cJSON cuts strings
+ * at NUL, so "*\u0000x" would read as "*": such text is refused before
+ * parsing wherever a string's exact value matters (patterns, alg, kid). */
+int lk__json_has_nul(const void *data, size_t len);
+
 /* Fills `buf` from the OpenSSL CSPRNG; LK_ECRYPTO on failure. */
 int lk__random(void *buf, size_t n);
 

@@ -557,7 +557,7 @@ int lk_registry_open(const char *path, lk_registry **out, lk_error *err)
     /* NOFOLLOW as well: a symbolic link anywhere in the path is refused
      * even if one appeared after check_dirs looked. */
     if (sqlite3_open_v2(path, &reg->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
                         NULL) != SQLITE_OK) {
         if (reg->db && sqlite3_extended_errcode(reg->db) == SQLITE_CANTOPEN_SYMLINK)
             rc = lk__fail(err, LK_EIO,

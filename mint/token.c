@@ -287,20 +287,6 @@ static int get_time(const cJSON *claims, const char *name, int64_t *out)
  * other verifier (the same goes for kid, sub and cap patterns). Either form
  * makes the part malformed. Escapes are skipped in pairs so that a literal
  * backslash followed by "u0000" is not mistaken for one. */
-static int has_nul(const uint8_t *buf, size_t len)
-{
-    if (memchr(buf, '\0', len))
-        return 1;
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (buf[i] != '\\')
-            continue;
-        if (buf[i + 1] == 'u' && len - i >= 6 && memcmp(buf + i + 2, "0000", 4) == 0)
-            return 1;
-        i++;
-    }
-    return 0;
-}
-
 static int parse_json(const uint8_t *buf, size_t len, cJSON **out)
 {
     const char *end = NULL;
@@ -486,7 +472,7 @@ int lk_token_verify(const char *token, size_t len, const lk_verify_opts *opts,
     hbuf[hdec] = '\0';
     pbuf[pdec] = '\0';
 
-    if (has_nul(hbuf, (size_t)hdec)) {
+    if (lk__json_has_nul(hbuf, (size_t)hdec)) {
         rc = lk__fail(err, LK_ETOKEN_MALFORMED, "token header contains a NUL character");
         goto done;
     }
@@ -519,7 +505,7 @@ int lk_token_verify(const char *token, size_t len, const lk_verify_opts *opts,
     }
 
     /* The payload is authentic from here on. */
-    if (has_nul(pbuf, (size_t)pdec)) {
+    if (lk__json_has_nul(pbuf, (size_t)pdec)) {
         rc = lk__fail(err, LK_ETOKEN_MALFORMED, "token claims contain a NUL character");
         goto done;
     }

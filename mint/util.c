@@ -126,3 +126,18 @@ int lk__random(void *buf, size_t n)
 {
     return RAND_bytes(buf, (int)n) == 1 ? LK_OK : LK_ECRYPTO;
 }
+
+int lk__json_has_nul(const void *data, size_t len)
+{
+    const uint8_t *buf = data;
+    if (memchr(buf, '\0', len))
+        return 1;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (buf[i] != '\\')
+            continue;
+        if (buf[i + 1] == 'u' && len - i >= 6 && memcmp(buf + i + 2, "0000", 4) == 0)
+            return 1;
+        i++; /* skip the escaped character, so "\\u0000" is not a NUL */
+    }
+    return 0;
+}

@@ -11,7 +11,10 @@
  * lk_free. destroy(NULL) is a no-op.
  *
  * Thread safety: an lk_cap is immutable after parsing, so one may be shared
- * by any number of threads.
+ * by any number of threads. lk_cap_parse overwrites cJSON's global
+ * parse-error pointer, which nothing reads: parsing on one thread (such as
+ * a broker service loop) is unaffected, while parsing on several threads at
+ * once races benignly on it and a TSan build may report that.
  */
 #ifndef LATCHKEY_CAP_H
 #define LATCHKEY_CAP_H

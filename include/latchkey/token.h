@@ -15,7 +15,11 @@
  *
  * Thread safety: minting uses the lk_key's cached context (one thread per
  * key at a time); verification uses the resolved lk_pubkey's context (one
- * thread per pubkey at a time). No global state.
+ * thread per pubkey at a time). The only global state is cJSON's parse-error
+ * pointer, which every mint and verify overwrites and nothing reads: calls
+ * on one thread (such as a broker service loop) are unaffected, while calls
+ * from several threads at once race benignly on it and a TSan build may
+ * report that.
  */
 #ifndef LATCHKEY_TOKEN_H
 #define LATCHKEY_TOKEN_H

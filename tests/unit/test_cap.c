@@ -802,7 +802,25 @@ static void null_handles(void)
     ASSERT_EQ(lk_cap_required(NULL), 0);
 }
 
-LK_TEST_MAIN("cap",
+/* cJSON cuts strings at NUL: "*\u0000private" must not become "*". */
+static void cap_embedded_nul(void)
+{
+    static const char escaped[] = "{\"*\\u0000private\":[\"realtime:publish\"]}";
+    static const char raw[] = "{\"chat\0x\":[\"realtime:publish\"]}";
+    static const char escaped_backslash[] = "{\"a\":[\"realtime:publish\"],\"b\\\\u0000\":1}";
+    lk_cap *cap = NULL;
+    lk_error err;
+    ASSERT_RC(lk_cap_parse(escaped, sizeof escaped - 1, &cap, &err), LK_ECAP);
+    ASSERT_NULL(cap);
+    ASSERT_RC(lk_cap_parse(raw, sizeof raw - 1, &cap, &err), LK_ECAP);
+    ASSERT_NULL(cap);
+    /* An escaped backslash followed by "u0000" is no NUL; this one fails
+     * later, for its non-array value, not for a NUL. */
+    ASSERT_RC(lk_cap_parse(escaped_backslash, sizeof escaped_backslash - 1, &cap, &err), LK_ECAP);
+    ASSERT_TRUE(strstr(err.message, "NUL") == NULL);
+}
+
+LK_TEST_MAIN("cap", LK_TEST(cap_embedded_nul),
              LK_TEST(channel_lengths), LK_TEST(channel_bytes), LK_TEST(pattern_validity),
              LK_TEST(pattern_matching), LK_TEST(action_names), LK_TEST(scopes_valid),
              LK_TEST(scopes_malformed), LK_TEST(scopes_length_limit), LK_TEST(cap_valid),
