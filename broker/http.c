@@ -308,6 +308,7 @@ static int confirm_upgrade(struct lws *wsi, const char *what, lk_http_conn *c)
 {
     char uri[64];
     int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+    fprintf(stderr, "DBG confirm %s n=%d uri=%s c=%p\n", what ? what : "-", n, n > 0 ? uri : "-", (void *)c);
     if (what && strcmp(what, "websocket") == 0 && n > 0 &&
         strcmp(uri, "/v1/realtime") == 0)
         return 0;

@@ -374,8 +374,8 @@ static void test_valid_strings(void)
         "{\"\":0,\"\xe2\x82\xac\":[]}",
         "[0,-0,1.5,-1.5e10,1E+2,1e-2,0.0,123456789012345678901234567890]",
         "[true,false,null,{},[],\"\"]",
-        "\"a long string that runs past several eight byte words \\\" with \\\\ escapes "
-        "\xc3\xa9 in the middle and at the end\"",
+        ("\"a long string that runs past several eight byte words \\\" with \\\\ escapes "
+         "\xc3\xa9 in the middle and at the end\""),
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         ASSERT_PARSE(ping_with(good[i]), LK_PARSE_OK);
@@ -413,8 +413,8 @@ static void test_data_values(void)
         "1.0000000000000000000001e-400",
         "null", "false", "0", "\"\"", "[]", "{}",
         "{\"a\":{\"b\":[1,{\"c\":[null,true,\"x\"]}]},\"n\":18446744073709551616}",
-        "\"quote \\\" backslash \\\\ newline \\n unicode \\u00e9 \\ud83d\\ude00 "
-        "raw \xc3\xa9\"",
+        ("\"quote \\\" backslash \\\\ newline \\n unicode \\u00e9 \\ud83d\\ude00 "
+         "raw \xc3\xa9\""),
         "[1, 2,\t3 ,\n4]",
         "{ \"spaced\" : \"a b\" }",
     };
