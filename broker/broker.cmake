@@ -25,6 +25,13 @@ target_link_libraries(latchkey-broker PRIVATE latchkey::mint PkgConfig::LWS
 install(TARGETS latchkey-broker RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/latchkey-broker.conf
   DESTINATION ${CMAKE_INSTALL_SYSCONFDIR}/latchkey)
+# The systemd unit, with this build's installed paths written in.
+set(LK_SYSTEMD_UNIT_DIR lib/systemd/system CACHE STRING
+  "Where cmake --install puts latchkey-broker.service (relative to the prefix, or absolute)")
+configure_file(${CMAKE_CURRENT_LIST_DIR}/latchkey-broker.service
+  ${CMAKE_CURRENT_BINARY_DIR}/latchkey-broker.service @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/latchkey-broker.service
+  DESTINATION ${LK_SYSTEMD_UNIT_DIR})
 
 # Unit tests of the broker modules that work without a running loop. They
 # live in tests/unit/broker and link the module sources directly.

@@ -10,11 +10,11 @@
  * the field names, plus the channel and a worst-case escaped `from`. */
 #define ENVELOPE_BYTES 128
 
-int lk_fanout_publish(lk_broker *b, lk_channel *ch, const char *data,
-                      size_t len, const char *from, uint64_t *seq)
+lk_frame *lk_fanout_build(lk_broker *b, lk_channel *ch, const char *data,
+                          size_t len, const char *from)
 {
     if (len > b->scratch_cap)
-        return LK_EINVAL;
+        return NULL;
     size_t dlen = lk_codec_minify(data, len, b->scratch);
     size_t nlen;
     const char *name = lk_channel_name(ch, &nlen);
@@ -22,23 +22,37 @@ int lk_fanout_publish(lk_broker *b, lk_channel *ch, const char *data,
     size_t cap = dlen + ENVELOPE_BYTES + 6 * nlen + 6 * from_len;
     lk_frame *f = lk_frame_new(cap);
     if (!f)
-        return LK_ENOMEM;
-    uint64_t s = lk_channel_next_seq(ch);
+        return NULL;
     lk_span chan = {name, nlen}, body = {b->scratch, dlen};
-    size_t n = lk_codec_message((char *)lk_frame_payload(f), cap, chan, s, body,
+    uint64_t seq = lk_channel_seq(ch) + 1;
+    size_t n = lk_codec_message((char *)lk_frame_payload(f), cap, chan, seq, body,
                                 from, lk_now_ms());
     if (!n) {
         lk_frame_unref(f);
-        return LK_EINVAL;
+        return NULL;
     }
     f->len = (uint32_t)n;
-    f->seq = s;
+    f->seq = lk_channel_next_seq(ch);
     lk_chanmap_record(b->channels, ch, f);
+    b->metrics.messages_published++;
+    return f;
+}
+
+void lk_fanout_deliver(lk_broker *b, lk_channel *ch, lk_frame *f)
+{
     for (lk_sub *sub = lk_channel_subscribers(ch); sub; sub = sub->cnext)
         if (lk_session_enqueue(sub->owner, f) == 0)
             b->metrics.messages_delivered++;
-    b->metrics.messages_published++;
     lk_frame_unref(f);
-    *seq = s;
+}
+
+int lk_fanout_publish(lk_broker *b, lk_channel *ch, const char *data,
+                      size_t len, const char *from, uint64_t *seq)
+{
+    lk_frame *f = lk_fanout_build(b, ch, data, len, from);
+    if (!f)
+        return len > b->scratch_cap ? LK_EINVAL : LK_ENOMEM;
+    *seq = f->seq;
+    lk_fanout_deliver(b, ch, f);
     return LK_OK;
 }

@@ -17,8 +17,19 @@
 /* Publishes `data` (valid JSON text, as sent by the publisher) on `ch`.
  * `from` is the publisher's token sub, or NULL (server-side publishes).
  * On success *seq is the message's channel seq. LK_ENOMEM or LK_EINVAL
- * (data larger than the scratch buffer) on failure; nothing is sent then. */
+ * (data larger than the scratch buffer) on failure; nothing is sent then.
+ * Equivalent to lk_fanout_build then lk_fanout_deliver. */
 int lk_fanout_publish(lk_broker *b, lk_channel *ch, const char *data,
                       size_t len, const char *from, uint64_t *seq);
+
+/* The first half of a publish: takes the channel's next seq, serializes
+ * the message frame (f->seq) and records it in the history. Lets a
+ * publisher queue its ack before its own copy of the message. Returns the
+ * frame (the caller's reference), or NULL on failure with no seq taken. */
+lk_frame *lk_fanout_build(lk_broker *b, lk_channel *ch, const char *data,
+                          size_t len, const char *from);
+/* The second half: queues `f` on every subscriber of `ch` and drops the
+ * caller's reference. */
+void lk_fanout_deliver(lk_broker *b, lk_channel *ch, lk_frame *f);
 
 #endif

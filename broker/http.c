@@ -26,7 +26,8 @@ typedef struct lk_http_conn {
     size_t body_len;
     size_t body_cap;
     int too_large;
-    int close_after;          /* the request body was not read */
+    int close_after;          /* the request has a body */
+    int body_done;            /* HTTP_BODY_COMPLETION seen */
     int deferred;             /* answer ready, sent once the body is in */
     size_t discarded;
     int done;                 /* response written */
@@ -36,6 +37,9 @@ typedef struct lk_http_conn {
 } lk_http_conn;
 
 #define M(m) (1u << (m))
+/* A refused request's body is read and dropped up to this size, so the
+ * client can read the answer; a larger one closes the connection. */
+#define LK_HTTP_DISCARD_MAX ((size_t)8 << 20)
 
 static void route_healthz(const lk_http_req *req, lk_http_resp *resp);
 static void route_metrics(const lk_http_req *req, lk_http_resp *resp);
@@ -162,9 +166,8 @@ static const lk_http_route *find_route(const char *path, size_t len)
 }
 
 /* Writes the whole response at once (lws buffers what the socket does not
- * take) and ends the transaction. Answering from HTTP_WRITEABLE does not
- * work here: after a body arrives through the prelude's read buffer, lws
- * keeps re-delivering HTTP_BODY_COMPLETION instead. */
+ * take) and ends the transaction; responses are small, and this needs no
+ * HTTP_WRITEABLE, which lws withholds while it reads a request body. */
 static int respond(struct lws *wsi, lk_http_conn *c)
 {
     lk_http_resp *r = &c->resp;
@@ -188,19 +191,19 @@ static int respond(struct lws *wsi, lk_http_conn *c)
     if (r->len && lws_write(wsi, r->buf + LWS_PRE, r->len, LWS_WRITE_HTTP_FINAL) !=
                       (int)r->len)
         return -1;
-    int keep = !c->too_large && !c->close_after;
+    /* A request body must have been read in full to reuse the connection. */
+    int keep = !c->too_large && (!c->close_after || c->body_done);
     c->done = 1;
     if (!keep || lws_http_transaction_completed(wsi))
         return -1;
     return 0;
 }
 
-/* Sends an answer made before the request body was read. lws does not deliver
- * HTTP_WRITEABLE while it is reading a request body, so when one follows
- * the answer waits for HTTP_BODY_COMPLETION. */
+/* Sends an answer, or, when a request body is still on its way, keeps it
+ * until HTTP_BODY_COMPLETION (lws would not deliver the answer earlier). */
 static int finish_early(struct lws *wsi, lk_http_conn *c)
 {
-    if (!c->close_after)
+    if (!c->close_after || c->body_done)
         return respond(wsi, c);
     c->deferred = 1;
     return 0;
@@ -221,6 +224,18 @@ static int run_route(lk_broker *b, struct lws *wsi, lk_http_conn *c)
     return finish_early(wsi, c);
 }
 
+/* The request's Content-Length: 0 when absent, -1 when unreadable. */
+static long long content_length(struct lws *wsi)
+{
+    char cl[32];
+    int n = lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (n == 0)
+        return 0;
+    char *end;
+    long long v = n > 0 ? strtoll(cl, &end, 10) : -1;
+    return n < 0 || end == cl || v < 0 ? -1 : v;
+}
+
 static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *path,
                    size_t len)
 {
@@ -229,9 +244,8 @@ static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *p
     char *uri;
     int ulen;
     c->method = lws_http_get_uri_and_method(wsi, &uri, &ulen);
-    /* Refusals below come before any body is read; such a connection is
-     * not reused. */
-    c->close_after = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+    /* With a body on its way, answers wait for it (see finish_early). */
+    c->close_after = content_length(wsi) != 0;
     const lk_http_route *route = find_route(path, len);
     c->matched = route;
     if (!route) {
@@ -259,12 +273,9 @@ static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *p
         return -1;
     if (!route->reads_body)
         return run_route(b, wsi, c);
-    c->close_after = 0;
 
-    char cl[32];
-    int n = lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    long long clen = n > 0 ? strtoll(cl, NULL, 10) : 0;
-    if (clen > LK_HTTP_BODY_MAX || n < 0) {
+    long long clen = content_length(wsi);
+    if (clen > LK_HTTP_BODY_MAX || clen < 0) {
         lk_http_resp_error(&c->resp, 413, "too_large", "request body too large");
         c->too_large = 1;
         c->close_after = 1;
@@ -280,7 +291,7 @@ static int on_body(struct lws *wsi, lk_http_conn *c, const char *in, size_t len)
     if (c->deferred || c->too_large) {
         /* Read and dropped, up to a point. */
         c->discarded += len;
-        return c->discarded > 16 * LK_HTTP_BODY_MAX ? -1 : 0;
+        return c->discarded > LK_HTTP_DISCARD_MAX ? -1 : 0;
     }
     if (c->body_len + len > LK_HTTP_BODY_MAX) {
         c->too_large = 1;
@@ -304,26 +315,25 @@ static int on_body(struct lws *wsi, lk_http_conn *c, const char *in, size_t len)
 
 /* Only /v1/realtime upgrades to WebSocket. An upgrade elsewhere is
  * answered like an unknown path (404), then the connection is closed. */
-static int confirm_upgrade(struct lws *wsi, const char *what, lk_http_conn *c)
+static int confirm_upgrade(struct lws *wsi, const char *what)
 {
     char uri[64];
     int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
-    fprintf(stderr, "DBG confirm %s n=%d uri=%s c=%p\n", what ? what : "-", n, n > 0 ? uri : "-", (void *)c);
     if (what && strcmp(what, "websocket") == 0 && n > 0 &&
         strcmp(uri, "/v1/realtime") == 0)
         return 0;
-    if (!c)
-        return -1;
-    lk_http_cleanup(c);
-    c->kind = LK_CONN_HTTP;
-    c->t0 = lk_mono_us();
+    /* lws has not allocated the per-connection data yet at this point. */
+    lk_http_conn tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.kind = LK_CONN_HTTP;
+    tmp.t0 = lk_mono_us();
     char *u;
     int ulen;
-    c->method = lws_http_get_uri_and_method(wsi, &u, &ulen);
-    c->close_after = 1;
-    lk_http_resp_error(&c->resp, 404, "not_found", "not found");
-    int dbg = respond(wsi, c);
-    fprintf(stderr, "DBG respond %d\n", dbg);
+    tmp.method = lws_http_get_uri_and_method(wsi, &u, &ulen);
+    tmp.close_after = 1;
+    lk_http_resp_error(&tmp.resp, 404, "not_found", "not found");
+    respond(wsi, &tmp);
+    lk_http_cleanup(&tmp);
     return -1;
 }
 
@@ -342,6 +352,8 @@ int lk_http_callback(lk_broker *b, struct lws *wsi,
     case LWS_CALLBACK_HTTP_BODY:
         return c ? on_body(wsi, c, in, len) : -1;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (c)
+            c->body_done = 1;
         if (c && c->deferred) {
             c->deferred = 0;
             return respond(wsi, c);
@@ -354,7 +366,7 @@ int lk_http_callback(lk_broker *b, struct lws *wsi,
         }
         return run_route(b, wsi, c);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return confirm_upgrade(wsi, in, c);
+        return confirm_upgrade(wsi, in);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         lk_http_cleanup(c);

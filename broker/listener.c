@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -119,17 +121,19 @@ static void accept_batch(lk_broker *b)
             close(fd);
             continue;
         }
+        /* Responses and frames are small, separate writes: without this,
+         * Nagle holds each one back for the peer's delayed ACK (~40 ms on
+         * a kept-alive connection). lws does this for sockets it accepts. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         b->sockets++;
         if (b->tls) {
             if (lk_tls_adopt(b, fd))
                 b->sockets--;
             continue;
         }
-        lws_sock_file_fd_type d;
-        d.sockfd = fd;
         uint64_t seen = b->destroyed;
-        struct lws *w = lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_SOCKET, d,
-                                                   "lk-prelude", NULL);
+        struct lws *w = lk_prelude_adopt(b, fd);
         if (!w && b->destroyed == seen) {
             close(fd);
             b->sockets--;

@@ -1,5 +1,6 @@
 /* prelude.c - request-head reader that moves a bearer subprotocol into
  * the Authorization header, then hands the socket to lws. */
+#define _GNU_SOURCE /* memmem */
 #include "prelude.h"
 
 #include <errno.h>
@@ -10,8 +11,9 @@
 #include <unistd.h>
 
 typedef struct lk_prelude {
-    char *buf;
-    size_t len, cap;
+    struct lws *wsi;
+    lk_broker *b;
+    lws_sorted_usec_list_t sul;   /* re-enables reading after a pause */
     int handed_off;
     int done;
 } lk_prelude;
@@ -199,74 +201,109 @@ static void reply_431(struct lws *wsi)
         return;
 }
 
-static void free_buf(lk_prelude *p)
+/* Does the head carry anything to rewrite? Only a request without a body
+ * is rewritten: lws 4.1.6 mishandles body bytes that follow a head given
+ * to it as already-read data (it hands the wrong bytes to HTTP_BODY and
+ * can spin), and a `bearer.` subprotocol only makes sense on a GET
+ * upgrade anyway. */
+static int needs_rewrite(const char *head, size_t len)
 {
-    if (p->buf) {
-        /* The head may hold a token. */
-        memset(p->buf, 0, p->len);
-        free(p->buf);
+    if (!memmem(head, len, "bearer.", 7))
+        return 0;
+    static const char *const body_headers[] = {"\ncontent-length:", "\ntransfer-encoding:"};
+    for (size_t h = 0; h < 2; h++) {
+        size_t hl = strlen(body_headers[h]);
+        for (size_t i = 0; i + hl <= len; i++)
+            if (strncasecmp(head + i, body_headers[h], hl) == 0)
+                return 0;
     }
-    p->buf = NULL;
-    p->len = p->cap = 0;
+    return 1;
 }
 
-static int hand_off(lk_broker *b, struct lws *wsi, lk_prelude *p, size_t head)
+/* Gives the socket (a duplicate descriptor; this wsi closes the original)
+ * to lws's HTTP server, with the rewritten head as already-read bytes when
+ * `out` is set, else untouched for lws to read in full. */
+static int hand_off(lk_broker *b, struct lws *wsi, lk_prelude *p, const char *out,
+                    size_t n)
 {
-    size_t cap = LK_PRELUDE_OUT_MAX(p->len);
-    char *out = malloc(cap);
-    int nfd = out ? fcntl(lws_get_socket_fd(wsi), F_DUPFD_CLOEXEC, 0) : -1;
-    if (nfd < 0) {
-        free(out);
+    int nfd = fcntl(lws_get_socket_fd(wsi), F_DUPFD_CLOEXEC, 0);
+    if (nfd < 0)
         return -1;
-    }
-    size_t n = lk_prelude_rewrite(p->buf, head, p->len, out);
-    free_buf(p);
     uint64_t seen = b->destroyed;
     p->handed_off = 1;
-    struct lws *nw = lws_adopt_socket_vhost_readbuf(b->vh, nfd, out, n);
+    struct lws *nw = out ? lws_adopt_socket_vhost_readbuf(b->vh, nfd, out, n)
+                         : lws_adopt_socket_vhost(b->vh, nfd);
     /* NULL with no WSI_DESTROY means lws never took the descriptor. */
     if (!nw && b->destroyed == seen) {
         close(nfd);
         b->sockets--;
     }
-    memset(out, 0, n);
-    free(out);
     return -1;
 }
 
-static int on_rx(lk_broker *b, struct lws *wsi, lk_prelude *p, const char *in,
-                 size_t len)
+#define PRELUDE_PAUSE_US (2 * LWS_US_PER_MS)
+
+static void resume(lws_sorted_usec_list_t *sul)
+{
+    lk_prelude *p = lws_container_of(sul, lk_prelude, sul);
+    lws_rx_flow_control(p->wsi, 1);
+}
+
+/* Peeks at the request head without consuming it. Until the head is
+ * complete, reading pauses briefly after each look (the bytes stay queued,
+ * so the socket would otherwise stay readable). A head with a `bearer.`
+ * subprotocol is then consumed and handed over rewritten; any other
+ * request is handed over untouched. */
+static int on_readable(lk_broker *b, struct lws *wsi, lk_prelude *p)
 {
     if (p->done)
         return -1;
-    if (p->len + len > LK_PRELUDE_MAX) {
-        p->done = 1;
-        reply_431(wsi);
+    int fd = lws_get_socket_fd(wsi);
+    char *buf = b->scratch;
+    size_t cap = b->scratch_cap < LK_PRELUDE_MAX ? b->scratch_cap : LK_PRELUDE_MAX;
+    ssize_t n = recv(fd, buf, cap, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return -1;
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+    size_t head = lk_prelude_head_end(buf, (size_t)n);
+    if (!head) {
+        if ((size_t)n >= cap) {
+            p->done = 1;
+            reply_431(wsi);
+            return -1;
+        }
+        lws_rx_flow_control(wsi, 0);
+        lws_sul_schedule(b->ctx, 0, &p->sul, resume, PRELUDE_PAUSE_US);
+        return 0;
+    }
+    p->done = 1;
+    lws_sul_cancel(&p->sul);
+    if (!needs_rewrite(buf, head))
+        return hand_off(b, wsi, p, NULL, 0);
+
+    if (recv(fd, buf, head, MSG_DONTWAIT) != (ssize_t)head)
+        return -1;
+    char *out = malloc(LK_PRELUDE_OUT_MAX(head));
+    if (!out) {
+        memset(buf, 0, head);
         return -1;
     }
-    if (p->len + len > p->cap) {
-        size_t ncap = p->cap ? p->cap : 1024;
-        while (ncap < p->len + len)
-            ncap *= 2;
-        char *nb = malloc(ncap);
-        if (!nb)
-            return -1;
-        size_t keep = p->len;
-        if (p->buf)
-            memcpy(nb, p->buf, keep);
-        free_buf(p);
-        p->buf = nb;
-        p->len = keep;
-        p->cap = ncap;
-    }
-    size_t from = p->len > 3 ? p->len - 3 : 0;
-    memcpy(p->buf + p->len, in, len);
-    p->len += len;
-    size_t head = lk_prelude_head_end(p->buf + from, p->len - from);
-    if (!head)
-        return 0;
-    p->done = 1;
-    return hand_off(b, wsi, p, from + head);
+    size_t len = lk_prelude_rewrite(buf, head, head, out);
+    /* The head holds a token: wipe both copies once lws has its own. */
+    memset(buf, 0, head);
+    int rc = hand_off(b, wsi, p, out, len);
+    memset(out, 0, len);
+    free(out);
+    return rc;
+}
+
+struct lws *lk_prelude_adopt(lk_broker *b, int fd)
+{
+    lws_sock_file_fd_type d;
+    d.filefd = fd;
+    return lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_RAW_FILE_DESC, d, "lk-prelude",
+                                      NULL);
 }
 
 int lk_prelude_callback(lk_broker *b, struct lws *wsi,
@@ -275,14 +312,18 @@ int lk_prelude_callback(lk_broker *b, struct lws *wsi,
 {
     lk_prelude *p = user;
     switch (reason) {
-    case LWS_CALLBACK_RAW_ADOPT:
+    case LWS_CALLBACK_RAW_ADOPT_FILE:
+        if (p) {
+            p->wsi = wsi;
+            p->b = b;
+        }
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LK_PRELUDE_TIMEOUT_SECS);
         return 0;
-    case LWS_CALLBACK_RAW_RX:
-        return on_rx(b, wsi, p, in, len);
-    case LWS_CALLBACK_RAW_CLOSE:
+    case LWS_CALLBACK_RAW_RX_FILE:
+        return p ? on_readable(b, wsi, p) : -1;
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
         if (p)
-            free_buf(p);
+            lws_sul_cancel(&p->sul);
         return 0;
     default:
         return 0;
@@ -294,7 +335,7 @@ void lk_prelude_destroy(lk_broker *b, void *user)
     lk_prelude *p = user;
     if (!p)
         return;
-    free_buf(p);
+    lws_sul_cancel(&p->sul);
     if (!p->handed_off) {
         p->handed_off = 1;
         b->sockets--;

@@ -5,14 +5,18 @@
  * Why: lws 4.1.6 copies Sec-WebSocket-Protocol into a 128-byte buffer
  * and refuses the upgrade when the list is longer (server-ws.c,
  * "protocol list too long"), and a JWT alone is several hundred bytes. So
- * every accepted socket is first adopted as a raw socket; once the whole
- * head has arrived (at most LK_PRELUDE_MAX bytes, else 431), any `bearer.`
- * entries are removed from Sec-WebSocket-Protocol and the first non-empty
- * one becomes the request's only Authorization header (the subprotocol is
- * the preferred token source, so it replaces a client-sent one). The
- * socket is then handed to lws's HTTP server together with the rewritten
- * bytes (lws_adopt_socket_vhost_readbuf on a dup of the descriptor).
- * Later requests on a kept-alive connection go to lws directly.
+ * every accepted socket is first adopted as a raw descriptor, and the
+ * prelude peeks at its request head (at most LK_PRELUDE_MAX bytes, else
+ * 431) without consuming it. A head without a `bearer.` entry is handed
+ * to lws's HTTP server untouched, so lws reads the whole request itself.
+ * A head with one (and no body) is consumed and rewritten: the `bearer.`
+ * entries leave Sec-WebSocket-Protocol and the first non-empty one becomes
+ * the request's only Authorization header (the subprotocol is the
+ * preferred token source, so it replaces a client-sent one); the socket is
+ * then handed to lws with the rewritten head as already-read bytes
+ * (lws_adopt_socket_vhost_readbuf on a dup of the descriptor). Body bytes
+ * are never passed that way: lws 4.1.6 mishandles them. Later requests on
+ * a kept-alive connection go to lws directly.
  *
  * Thread safety: service loop thread only. lk_prelude_rewrite is pure.
  */
@@ -40,6 +44,11 @@ size_t lk_prelude_head_end(const char *buf, size_t len);
 size_t lk_prelude_rewrite(const char *in, size_t head_len, size_t len, char *out);
 
 size_t lk_prelude_conn_size(void);
+
+/* Adopts an accepted connection (plain TCP, or the plaintext end of a TLS
+ * socketpair) on LK_PROTO_PRELUDE. The caller has counted it in
+ * b->sockets; on NULL, see lk_prelude_destroy for who settles that. */
+struct lws *lk_prelude_adopt(lk_broker *b, int fd);
 
 /* Handles the raw-socket reasons of LK_PROTO_PRELUDE. */
 int lk_prelude_callback(lk_broker *b, struct lws *wsi,

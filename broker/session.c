@@ -511,16 +511,20 @@ static void op_publish(lk_session *s, const lk_request *req)
     const char *ws = workspace_of(s, &ws_len);
     lk_channel *ch = lk_chanmap_get(b->channels, ws, ws_len, req->channel.p,
                                     req->channel.len);
-    uint64_t seq = 0;
-    if (!ch || lk_fanout_publish(b, ch, req->data.p, req->data.len,
-                                 lk_claims_sub(s->claims), &seq) != LK_OK) {
+    lk_frame *f = ch ? lk_fanout_build(b, ch, req->data.p, req->data.len,
+                                       lk_claims_sub(s->claims))
+                     : NULL;
+    if (!f) {
         send_error(s, req->has_id, req->id, "internal", "publish failed");
         return;
     }
+    /* The ack goes ahead of the publisher's own copy of the message. */
     if (req->has_id) {
         char out[REPLY_BYTES];
-        send_text(s, out, lk_codec_ack(out, sizeof out, 1, req->id, req->channel, seq), 0);
+        send_text(s, out, lk_codec_ack(out, sizeof out, 1, req->id, req->channel, f->seq),
+                  0);
     }
+    lk_fanout_deliver(b, ch, f);
 }
 
 static int same_str(const char *a, const char *b)

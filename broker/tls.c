@@ -1,6 +1,7 @@
 /* tls.c - TLS in front of the plaintext connection path: lws raw TLS
  * sockets on their own vhost, bridged through socketpairs. */
 #include "tls.h"
+#include "prelude.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -499,6 +500,8 @@ int lk_tls_start(lk_broker *b, char *why, size_t why_len)
     info.protocols = t->protocols;
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                    LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX;
+    /* What lies behind the bridge speaks HTTP/1.1 only; lws would offer h2. */
+    info.alpn = "http/1.1";
     info.ssl_cipher_list = TLS12_CIPHERS;
     info.ssl_options_set = (long)(SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 |
                                   SSL_OP_NO_RENEGOTIATION);
@@ -559,11 +562,8 @@ int lk_tls_adopt(lk_broker *b, int fd)
 
     int rc = -1;
     if (l->outer && l->pipe) {
-        lws_sock_file_fd_type inner;
-        inner.sockfd = sv[0];
         uint64_t seen = b->destroyed;
-        struct lws *w = lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_SOCKET, inner,
-                                                   "lk-prelude", NULL);
+        struct lws *w = lk_prelude_adopt(b, sv[0]);
         /* A wsi that was made and then failed went through WSI_DESTROY,
          * which settled the socket count. */
         rc = w || b->destroyed != seen ? 0 : -1;
