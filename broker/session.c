@@ -30,6 +30,7 @@ struct lk_session {
     lk_claims *claims;
 
     lk_frame **q;                 /* ring of queued frames */
+    int64_t *qt;                  /* their enqueue times (lk_mono_us; 0 = not a message) */
     uint32_t qcap, qhead, qlen;
     size_t qbytes;
 
@@ -63,7 +64,9 @@ static void queue_clear(lk_session *s)
     for (uint32_t i = 0; i < s->qlen; i++)
         lk_frame_unref(s->q[(s->qhead + i) % s->qcap]);
     free(s->q);
+    free(s->qt);
     s->q = NULL;
+    s->qt = NULL;
     s->qcap = s->qhead = s->qlen = 0;
     s->qbytes = 0;
 }
@@ -72,21 +75,33 @@ static int queue_grow(lk_session *s)
 {
     uint32_t ncap = s->qcap ? s->qcap * 2 : QUEUE_INITIAL;
     lk_frame **nq = malloc(ncap * sizeof *nq);
-    if (!nq)
+    int64_t *nqt = nq ? malloc(ncap * sizeof *nqt) : NULL;
+    if (!nqt) {
+        free(nq);
         return -1;
-    for (uint32_t i = 0; i < s->qlen; i++)
+    }
+    for (uint32_t i = 0; i < s->qlen; i++) {
         nq[i] = s->q[(s->qhead + i) % s->qcap];
+        nqt[i] = s->qt[(s->qhead + i) % s->qcap];
+    }
     free(s->q);
+    free(s->qt);
     s->q = nq;
+    s->qt = nqt;
     s->qcap = ncap;
     s->qhead = 0;
     return 0;
 }
 
+/* Called once the first n frames are written: each message frame's time
+ * in the queue goes into the delivery latency histogram. */
 static void queue_pop(lk_session *s, uint32_t n)
 {
+    int64_t now = lk_mono_us();
     for (uint32_t i = 0; i < n; i++) {
         lk_frame *f = s->q[s->qhead];
+        if (s->qt[s->qhead])
+            lk_metrics_observe_delivery(&s->b->metrics, now - s->qt[s->qhead]);
         s->qbytes -= f->len;
         lk_frame_unref(f);
         s->qhead = (s->qhead + 1) % s->qcap;
@@ -95,7 +110,9 @@ static void queue_pop(lk_session *s, uint32_t n)
     if (!s->qlen && s->qcap > QUEUE_INITIAL) {
         /* Give back a queue that grew during a burst. */
         free(s->q);
+        free(s->qt);
         s->q = NULL;
+        s->qt = NULL;
         s->qcap = s->qhead = 0;
     }
 }
@@ -136,6 +153,7 @@ static int queue_push(lk_session *s, lk_frame *f, int final)
         return -1;
     }
     s->q[(s->qhead + s->qlen) % s->qcap] = lk_frame_ref(f);
+    s->qt[(s->qhead + s->qlen) % s->qcap] = f->seq ? lk_mono_us() : 0;
     s->qlen++;
     s->qbytes += f->len;
     lws_callback_on_writable(s->wsi);

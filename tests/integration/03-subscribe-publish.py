@@ -305,6 +305,39 @@ async def test_protocol_errors_close_4400(env):
     await asyncio.gather(*[protocol_error(env, f) for f in PROTOCOL_ERRORS])
 
 
+def close_handshake(port, tok):
+    """Triggers a 4400 close on a raw connection; returns (close code,
+    seconds the broker kept TCP open without our Close, EOF after ours)."""
+    raw = h.RawWS(port, tok)
+    try:
+        raw.read_message(h.T(3))
+        raw.send_frame(0x1, b"[]")
+        code, _ = raw.until_close(h.T(3))
+        t0 = time.monotonic()
+        try:
+            early = raw.read_message(0.5)
+            return code, time.monotonic() - t0, early
+        except OSError:
+            pass
+        raw.send_frame(0x8, code.to_bytes(2, "big"))
+        return code, None, raw.read_message(h.T(3))
+    finally:
+        raw.close()
+
+
+async def test_close_handshake_waits_for_client_close(env):
+    # RFC 6455 5.5.1/7.1.1: after its Close frame the broker waits for the
+    # client's Close before dropping TCP. Dropping at once resets clients
+    # that are still sending, and libraries then lose the close code (a
+    # flooding client sees 1006 instead of 4429 and cannot tell it to back off).
+    code, early_secs, after = await asyncio.to_thread(close_handshake, env.b.port,
+                                                      h.mint(env.key))
+    h.eq(code, 4400, "close code")
+    h.check(early_secs is None, "the broker dropped TCP %.3fs after its Close frame, "
+            "without waiting for the client's Close" % (early_secs or 0))
+    h.check(after is None or after[0] == 0x8, "TCP closed after the client's Close")
+
+
 async def test_binary_frame_closes_4400(env):
     await protocol_error(env, b'{"op":"ping","id":1}')
 
@@ -526,7 +559,8 @@ h.main(setup, [test_subscribe_reply, test_unsubscribe_and_not_subscribed,
                test_publisher_not_subscribed_gets_no_message, test_fire_and_forget,
                test_data_byte_exact, test_pretty_printed_publish, test_forbidden,
                test_patterns, test_bad_requests, test_protocol_errors_close_4400,
-               test_binary_frame_closes_4400, test_max_frame, test_fragmented_frames,
+               test_close_handshake_waits_for_client_close, test_binary_frame_closes_4400,
+               test_max_frame, test_fragmented_frames,
                test_deep_nesting, test_invalid_utf8_never_forwarded,
                test_publish_after_subscriber_vanishes, test_ping_pong, test_since_replay,
                test_since_on_new_channel,
