@@ -51,6 +51,7 @@ if(LK_WITH_TESTS)
       target_link_libraries(test_broker_${t} PRIVATE latchkey::mint PkgConfig::LWS
         PkgConfig::CRYPTO lk_warnings)
       add_test(NAME unit.broker_${t} COMMAND test_broker_${t})
+      set_tests_properties(unit.broker_${t} PROPERTIES LABELS unit)
     endif()
   endforeach()
 endif()
