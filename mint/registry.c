@@ -289,75 +289,136 @@ static int get_record(lk_registry *reg, const char *kid, lk_key_record *out,
     return ret;
 }
 
+/* Where the registry is: the name the caller gave, kept for messages, and
+ * the same file reached through the directory's real path, used for every
+ * check and every open. */
+typedef struct reg_path {
+    const char *given;
+    char dir[PATH_MAX];              /* realpath() of the directory */
+    char file[PATH_MAX];             /* dir + "/" + the given basename */
+    char shown[LK_ERROR_MSG_BYTES];  /* the file, for messages */
+    char dir_lead[LK_ERROR_MSG_BYTES];
+} reg_path;
+
+/* Messages are short (LK_ERROR_MSG_BYTES), so a long name is cut; "..."
+ * shows it was. */
+static void mark_cut(char *buf, size_t cap, int n)
+{
+    if ((n < 0 || (size_t)n >= cap) && cap >= 4)
+        memcpy(buf + cap - 4, "...", 4);
+}
+
+/* "given" alone, or "given (resolved to real)" when they differ: users
+ * know the name they typed, the checks only ever see the other. */
+static void describe(char *buf, size_t cap, const char *given, const char *real,
+                     const char *suffix)
+{
+    int n;
+    if (strcmp(given, real) == 0)
+        n = snprintf(buf, cap, "%s%s", given, suffix);
+    else
+        n = snprintf(buf, cap, "%s%s (resolved to %s%s)", given, suffix, real, suffix);
+    mark_cut(buf, cap, n);
+}
+
+/* Resolves symbolic links in the directory part only, so a symlinked home,
+ * data directory or systemd StateDirectory works; the file itself is
+ * judged by check_file and must not be a link. */
+static int resolve_path(reg_path *rp, const char *given, lk_error *err)
+{
+    rp->given = given;
+    const char *slash = strrchr(given, '/');
+    const char *base = slash ? slash + 1 : given;
+    if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+        return lk__fail(err, LK_EIO, "key registry path %s names a directory, "
+                        "not a file", given);
+    char dir[PATH_MAX];
+    size_t dir_len = slash ? (size_t)(slash - given) : 0;
+    if (dir_len >= sizeof dir)
+        return lk__fail(err, LK_EIO, "key registry path is too long");
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (dir_len == 0)
+        snprintf(dir, sizeof dir, "/");
+    else {
+        memcpy(dir, given, dir_len);
+        dir[dir_len] = '\0';
+    }
+    if (!realpath(dir, rp->dir))
+        return lk__fail(err, LK_EIO,
+                        "cannot resolve the directory of key registry %s: %s",
+                        given, strerror(errno));
+    int n = snprintf(rp->file, sizeof rp->file, "%s/%s",
+                     strcmp(rp->dir, "/") == 0 ? "" : rp->dir, base);
+    if (n < 0 || (size_t)n >= sizeof rp->file)
+        return lk__fail(err, LK_EIO, "key registry path is too long");
+    describe(rp->shown, sizeof rp->shown, given, rp->file, "");
+    if (strcmp(given, rp->file) == 0)
+        snprintf(rp->dir_lead, sizeof rp->dir_lead, "key registry directory");
+    else
+        mark_cut(rp->dir_lead, sizeof rp->dir_lead,
+                 snprintf(rp->dir_lead, sizeof rp->dir_lead,
+                          "key registry %s resolves to %s; directory", given,
+                          rp->file));
+    return LK_OK;
+}
+
 /* Every file of the registry (the database, and the -wal, -shm and
  * -journal files SQLite creates next to it, now and in later processes)
  * is opened by name. An fd check of the main file cannot cover those, so
  * safety rests on nobody else being able to change the names: each
- * directory on the way must be owned by root or by us and not writable by
- * group or others. A sticky directory such as /tmp is accepted above the
- * last one, since others cannot rename what we own in it; the registry's
- * own directory must not be writable by others at all, or someone could
- * plant a -wal file there for SQLite to replay. */
-static int check_dir(const char *dir, int is_last, lk_error *err)
+ * directory on the (resolved) way must be owned by root or by us and not
+ * writable by group or others. A sticky directory such as /tmp is accepted
+ * above the last one, since others cannot rename what we own in it; the
+ * registry's own directory must not be writable by others at all, or
+ * someone could plant a -wal file there for SQLite to replay. */
+static int check_dir(const reg_path *rp, const char *dir, int is_last,
+                     lk_error *err)
 {
     struct stat st;
     if (lstat(dir, &st) != 0)
-        return lk__fail(err, LK_EIO, "cannot use key registry directory %s: %s",
-                        dir, strerror(errno));
+        return lk__fail(err, LK_EIO, "cannot use %s %s: %s", rp->dir_lead, dir,
+                        strerror(errno));
+    /* realpath() just returned a path without links: one now means someone
+     * changed the path while we looked. */
     if (S_ISLNK(st.st_mode))
         return lk__fail(err, LK_EIO,
-                        "key registry path goes through the symbolic link %s, "
-                        "which could be redirected; give the real path", dir);
+                        "%s %s became a symbolic link while being checked",
+                        rp->dir_lead, dir);
     if (!S_ISDIR(st.st_mode))
-        return lk__fail(err, LK_EIO, "cannot use key registry directory %s: %s",
-                        dir, strerror(ENOTDIR));
+        return lk__fail(err, LK_EIO, "cannot use %s %s: %s", rp->dir_lead, dir,
+                        strerror(ENOTDIR));
     uid_t me = geteuid();
     if (st.st_uid != 0 && st.st_uid != me)
         return lk__fail(err, LK_EIO,
-                        "key registry directory %s is owned by uid %u, who could "
-                        "replace the registry; it must belong to root or uid %u",
-                        dir, (unsigned)st.st_uid, (unsigned)me);
+                        "%s %s is owned by uid %u, who could replace the "
+                        "registry; it must belong to root or uid %u",
+                        rp->dir_lead, dir, (unsigned)st.st_uid, (unsigned)me);
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) && (is_last || !(st.st_mode & S_ISVTX)))
         return lk__fail(err, LK_EIO,
-                        "key registry directory %s is writable by group or "
-                        "others, who could replace the registry or its -wal "
-                        "file; chmod go-w it or move the registry", dir);
+                        "%s %s is writable by group or others, who could "
+                        "replace the registry or its -wal file; chmod go-w it "
+                        "or move the registry", rp->dir_lead, dir);
     return LK_OK;
 }
 
-static int check_dirs(const char *path, lk_error *err)
+/* Checks "/", then each longer prefix of the resolved directory: the
+ * kernel walks the same directories, in the same order. */
+static int check_dirs(const reg_path *rp, lk_error *err)
 {
-    char abs[PATH_MAX];
-    int n;
-    if (path[0] == '/') {
-        n = snprintf(abs, sizeof abs, "%s", path);
-    } else {
-        char cwd[PATH_MAX];
-        if (!getcwd(cwd, sizeof cwd))
-            return lk__fail(err, LK_EIO, "cannot resolve key registry path %s: %s",
-                            path, strerror(errno));
-        n = snprintf(abs, sizeof abs, "%s/%s", cwd, path);
-    }
-    if (n < 0 || (size_t)n >= sizeof abs)
-        return lk__fail(err, LK_EIO, "key registry path is too long");
-    size_t dir_len = (size_t)(strrchr(abs, '/') - abs);
-    while (dir_len > 0 && abs[dir_len - 1] == '/')
-        dir_len--;
-    /* Checks "/", then each longer prefix that ends a component: the
-     * kernel walks the same directories, in the same order. */
-    for (size_t i = 0; i <= dir_len; i++) {
-        if (i < dir_len && abs[i] != '/')
+    char prefix[PATH_MAX];
+    size_t len = strlen(rp->dir);
+    memcpy(prefix, rp->dir, len + 1);
+    int rc = check_dir(rp, "/", len == 1, err);
+    for (size_t i = 1; rc == LK_OK && len > 1 && i <= len; i++) {
+        if (i < len && prefix[i] != '/')
             continue;
-        if (i > 0 && abs[i - 1] == '/')
-            continue;
-        char saved = abs[i];
-        abs[i] = '\0';
-        int rc = check_dir(i == 0 ? "/" : abs, i == dir_len, err);
-        abs[i] = saved;
-        if (rc != LK_OK)
-            return rc;
+        char saved = prefix[i];
+        prefix[i] = '\0';
+        rc = check_dir(rp, prefix, i == len, err);
+        prefix[i] = saved;
     }
-    return LK_OK;
+    return rc;
 }
 
 /* Refuses anything but a regular file of ours that only we can write:
@@ -365,69 +426,72 @@ static int check_dirs(const char *path, lk_error *err)
  * accepts. A file with looser permissions is refused, not fixed, because
  * someone may already have written to it: its keys need checking first.
  * Safe to do by name because check_dirs made sure nobody else can change
- * the name. A missing file is fine when `must_exist` is 0. */
-static int check_file(const char *file, int must_exist, lk_error *err)
+ * the name. A missing file is fine when `must_exist` is 0. `shown` names
+ * it in messages. */
+static int check_file(const char *file, const char *shown, int must_exist,
+                      lk_error *err)
 {
     struct stat st;
     if (lstat(file, &st) != 0) {
         if (errno == ENOENT && !must_exist)
             return LK_OK;
-        return lk__fail(err, LK_EIO, "cannot open key registry %s: %s", file,
+        return lk__fail(err, LK_EIO, "cannot open key registry %s: %s", shown,
                         strerror(errno));
     }
     if (S_ISLNK(st.st_mode))
         return lk__fail(err, LK_EIO,
                         "key registry %s is a symbolic link, which could be "
-                        "redirected; give the real file's path", file);
+                        "redirected; give the real file's path", shown);
     if (!S_ISREG(st.st_mode))
         return lk__fail(err, LK_EIO, "key registry %s is not a regular file (it is a %s)",
-                        file, S_ISDIR(st.st_mode) ? "directory" :
-                              S_ISFIFO(st.st_mode) ? "fifo" :
-                              S_ISSOCK(st.st_mode) ? "socket" : "device");
+                        shown, S_ISDIR(st.st_mode) ? "directory" :
+                               S_ISFIFO(st.st_mode) ? "fifo" :
+                               S_ISSOCK(st.st_mode) ? "socket" : "device");
     uid_t me = geteuid();
     if (st.st_uid != me)
         return lk__fail(err, LK_EIO,
                         "key registry %s is owned by uid %u, not by this "
                         "process's uid %u; run as its owner or chown it",
-                        file, (unsigned)st.st_uid, (unsigned)me);
+                        shown, (unsigned)st.st_uid, (unsigned)me);
     if (st.st_mode & (S_IWGRP | S_IWOTH))
         return lk__fail(err, LK_EIO,
                         "key registry %s is writable by group or others; "
                         "chmod 600 it, then review its keys, as others could "
-                        "have added some", file);
+                        "have added some", shown);
     return LK_OK;
 }
 
 /* Creates the file 0600 ourselves: SQLite would use the umask, and its
  * -wal and -shm files copy the main file's mode. An existing file is left
  * for check_files to judge. */
-static int create_file(const char *path, lk_error *err)
+static int create_file(const reg_path *rp, lk_error *err)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = open(rp->file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {
         /* A umask such as 0277 would leave the new file unwritable. */
         int rc = fchmod(fd, 0600) == 0 ? LK_OK
                  : lk__fail(err, LK_EIO, "cannot set the mode of key registry %s: %s",
-                            path, strerror(errno));
+                            rp->shown, strerror(errno));
         close(fd);
         return rc;
     }
     if (errno == EEXIST)
         return LK_OK;
-    return lk__fail(err, LK_EIO, "cannot create key registry %s: %s", path,
+    return lk__fail(err, LK_EIO, "cannot create key registry %s: %s", rp->shown,
                     strerror(errno));
 }
 
 /* Judges the registry and whatever -wal, -shm or -journal file a previous
  * run left: SQLite replays a -wal or -journal as soon as it reads. */
-static int check_files(const char *path, lk_error *err)
+static int check_files(const reg_path *rp, lk_error *err)
 {
     static const char *const sidecars[] = {"-wal", "-shm", "-journal"};
-    int rc = check_file(path, 1, err);
+    int rc = check_file(rp->file, rp->shown, 1, err);
     for (size_t i = 0; rc == LK_OK && i < sizeof sidecars / sizeof *sidecars; i++) {
-        char side[PATH_MAX + 16];
-        snprintf(side, sizeof side, "%s%s", path, sidecars[i]);
-        rc = check_file(side, 0, err);
+        char side[PATH_MAX + 16], shown[LK_ERROR_MSG_BYTES];
+        snprintf(side, sizeof side, "%s%s", rp->file, sidecars[i]);
+        describe(shown, sizeof shown, rp->given, rp->file, sidecars[i]);
+        rc = check_file(side, shown, 0, err);
     }
     return rc;
 }
@@ -543,40 +607,48 @@ int lk_registry_open(const char *path, lk_registry **out, lk_error *err)
     *out = NULL;
     if (!path || !*path)
         return lk__fail(err, LK_EINVAL, "key registry path is empty");
-    int rc = check_dirs(path, err);
+    reg_path rp;
+    int rc = resolve_path(&rp, path, err);
     if (rc == LK_OK)
-        rc = create_file(path, err);
+        rc = check_dirs(&rp, err);
     if (rc == LK_OK)
-        rc = check_files(path, err);
+        rc = create_file(&rp, err);
+    if (rc == LK_OK)
+        rc = check_files(&rp, err);
     if (rc != LK_OK)
         return rc;
 
     lk_registry *reg = calloc(1, sizeof *reg);
     if (!reg)
         return lk__fail(err, LK_ENOMEM, "out of memory");
-    /* NOFOLLOW as well: a symbolic link anywhere in the path is refused
-     * even if one appeared after check_dirs looked. */
-    if (sqlite3_open_v2(path, &reg->db,
+    /* SQLite gets the resolved path, which had no symbolic link when
+     * realpath() returned and whose every directory check_dirs found
+     * changeable only by root or us. NOFOLLOW makes SQLite refuse a link
+     * anywhere in it, so even a link that appeared since cannot redirect
+     * this open or the -wal/-shm names SQLite derives from the path. The
+     * given path is not reused: a link in it is controlled by whoever owns
+     * the directory holding the link, which nothing here checked. */
+    if (sqlite3_open_v2(rp.file, &reg->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
                         NULL) != SQLITE_OK) {
         if (reg->db && sqlite3_extended_errcode(reg->db) == SQLITE_CANTOPEN_SYMLINK)
             rc = lk__fail(err, LK_EIO,
-                          "key registry path %s contains a symbolic link; give "
-                          "the real path", path);
+                          "key registry %s: a symbolic link appeared in its path "
+                          "while it was being opened", rp.shown);
         else
-            rc = lk__fail(err, LK_EDB, "cannot open key registry %s: %s", path,
+            rc = lk__fail(err, LK_EDB, "cannot open key registry %s: %s", rp.shown,
                           reg->db ? sqlite3_errmsg(reg->db) : "out of memory");
         goto fail;
     }
     sqlite3_busy_timeout(reg->db, REG_BUSY_TIMEOUT_MS);
-    if ((rc = set_wal(reg, path, err)) != LK_OK)
+    if ((rc = set_wal(reg, rp.shown, err)) != LK_OK)
         goto fail;
     if (sqlite3_exec(reg->db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL",
                      NULL, NULL, NULL) != SQLITE_OK) {
-        rc = db_fail(reg, err, path);
+        rc = db_fail(reg, err, rp.shown);
         goto fail;
     }
-    if ((rc = migrate(reg, path, err)) != LK_OK)
+    if ((rc = migrate(reg, rp.shown, err)) != LK_OK)
         goto fail;
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(reg->db, statement_sql[i], -1,

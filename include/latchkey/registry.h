@@ -54,7 +54,11 @@ int lk_workspace_valid(const char *ws);
 
 /* Opens (creating if missing, mode 0600) and migrates the registry at
  * `path`. On failure *out is NULL and err says why (unreadable file, not a
- * registry, newer schema...). */
+ * registry, newer schema...). Refused: a directory on the path (after its
+ * symbolic links are resolved) that someone other than root or us could
+ * change, a registry or -wal/-shm/-journal file owned by another uid or
+ * writable by group or others, and a registry file that is itself a
+ * symbolic link. */
 int lk_registry_open(const char *path, lk_registry **out, lk_error *err);
 void lk_registry_close(lk_registry *reg);
 

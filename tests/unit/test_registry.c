@@ -734,8 +734,8 @@ static void test_no_secret_in_file(void)
     OPENSSL_cleanse(raws, sizeof raws);
 }
 
-/* A symbolic link is refused wherever it is in the path, and a dangling
- * one does not make us create its target. */
+/* A symbolic link as the file itself is refused, and a dangling one does
+ * not make us create its target. */
 static void test_symlink_refused(void)
 {
     const char *path;
@@ -753,10 +753,11 @@ static void test_symlink_refused(void)
     ASSERT_REFUSED(dangling, LK_EIO, "is a symbolic link");
     ASSERT_EQ(file_mode(in_tmp("target.db")), (mode_t)-1);
 
-    ASSERT_EQ(make_dir("realdir", 0700), 0);
-    ASSERT_EQ(symlink(in_tmp("realdir"), in_tmp("linkdir")), 0);
-    ASSERT_REFUSED(in_tmp("linkdir/reg.db"), LK_EIO, "symbolic link");
-    ASSERT_EQ(file_mode(in_tmp("realdir/reg.db")), (mode_t)-1);
+    /* Still refused when reached through a directory link that is fine. */
+    ASSERT_EQ(make_dir("flreal", 0700), 0);
+    ASSERT_EQ(symlink(real, in_tmp("flreal/reg.db")), 0);
+    ASSERT_EQ(symlink(in_tmp("flreal"), in_tmp("fllink")), 0);
+    ASSERT_REFUSED(in_tmp("fllink/reg.db"), LK_EIO, "is a symbolic link");
 }
 
 /* Anyone else able to write the file could add a key. Such a file is
@@ -936,6 +937,116 @@ static void test_unsafe_directory_refused(void)
     ASSERT_TRUE(strstr(err.message, "gw is writable") != NULL);
 }
 
+/* Links in the directory part are resolved, as systemd's StateDirectory
+ * with DynamicUser (/var/lib/x -> private/x) and symlinked homes need:
+ * the checks and SQLite then use the real directory. */
+static void test_symlinked_directory_accepted(void)
+{
+    ASSERT_EQ(make_dir("realdir", 0700), 0);
+    ASSERT_EQ(symlink(in_tmp("realdir"), in_tmp("linkdir")), 0);
+    lk_registry *reg = NULL;
+    lk_error err = {0};
+    int rc = lk_registry_open(in_tmp("linkdir/reg.db"), &reg, &err);
+    if (rc != LK_OK)
+        fprintf(stderr, "open: %s\n", err.message);
+    ASSERT_RC(rc, LK_OK);
+    char raw[LK_KEY_STR_BYTES];
+    lk_key_record rec;
+    ASSERT_RC(lk_registry_create_key(reg, "ws_link", "k", "realtime:publish",
+                                     LK_ENV_LIVE, raw, &rec, &err), LK_OK);
+    OPENSSL_cleanse(raw, sizeof raw);
+    /* Everything landed in the real directory, 0600, and the link is
+     * still a link. */
+    struct stat st;
+    ASSERT_EQ(lstat(in_tmp("linkdir"), &st), 0);
+    ASSERT_TRUE(S_ISLNK(st.st_mode));
+    ASSERT_EQ(file_mode(in_tmp("realdir/reg.db")), 0600);
+    ASSERT_EQ(file_mode(in_tmp("realdir/reg.db-wal")), 0600);
+    lk_registry_close(reg);
+
+    /* The same registry, by its real path. */
+    ASSERT_RC(lk_registry_open(in_tmp("realdir/reg.db"), &reg, &err), LK_OK);
+    lk_key_record got;
+    ASSERT_RC(lk_registry_get(reg, rec.kid, &got, &err), LK_OK);
+    ASSERT_STREQ(got.workspace, "ws_link");
+    lk_registry_close(reg);
+
+    /* A relative link further up, reached from a relative path. */
+    ASSERT_EQ(make_dir("realdir/sub", 0700), 0);
+    ASSERT_EQ(symlink("realdir", in_tmp("rellink")), 0);
+    int here = open(".", O_RDONLY | O_DIRECTORY);
+    ASSERT_TRUE(here >= 0);
+    ASSERT_EQ(chdir(test_dir()), 0);
+    reg = NULL;
+    rc = lk_registry_open("rellink/sub/reg.db", &reg, &err);
+    ASSERT_EQ(fchdir(here), 0);
+    close(here);
+    ASSERT_RC(rc, LK_OK);
+    lk_registry_close(reg);
+    ASSERT_EQ(file_mode(in_tmp("realdir/sub/reg.db")), 0600);
+}
+
+/* Asserts the last refusal's message names both the given and the
+ * resolved path. */
+static void assert_names_both(const char *given, const char *resolved, const char *why)
+{
+    lk_registry *reg = (lk_registry *)1;
+    lk_error err = {0};
+    int rc = lk_registry_open(given, &reg, &err);
+    if (rc == LK_OK)
+        lk_registry_close(reg);
+    ASSERT_RC(rc, LK_EIO);
+    ASSERT_NULL(reg);
+    if (!strstr(err.message, why) || !strstr(err.message, given) ||
+        !strstr(err.message, resolved))
+        LK_TEST__FAIL("message \"%s\" does not say \"%s\" about %s and %s",
+                      err.message, why, given, resolved);
+}
+
+/* A link that leads into a directory someone else can change is refused
+ * as if the real path had been given, and nothing is created there. */
+static void test_symlink_into_unsafe_directory_refused(void)
+{
+    char given[192], resolved[192];
+    ASSERT_EQ(make_dir("lgw", 0770), 0);
+    ASSERT_EQ(symlink(in_tmp("lgw"), in_tmp("lgwlink")), 0);
+    ASSERT_REFUSED(in_tmp("lgwlink/reg.db"), LK_EIO, "lgw is writable by group or others");
+    snprintf(given, sizeof given, "%s", in_tmp("lgwlink/reg.db"));
+    snprintf(resolved, sizeof resolved, "%s", in_tmp("lgw"));
+    assert_names_both(given, resolved, "is writable by group or others");
+    ASSERT_EQ(file_mode(in_tmp("lgw/reg.db")), (mode_t)-1);
+
+    /* An unsafe directory above the target counts too. */
+    ASSERT_EQ(make_dir("lopen", 0777), 0);
+    ASSERT_EQ(make_dir("lopen/mine", 0700), 0);
+    ASSERT_EQ(symlink(in_tmp("lopen/mine"), in_tmp("lopenlink")), 0);
+    ASSERT_REFUSED(in_tmp("lopenlink/reg.db"), LK_EIO, "lopen is writable");
+    ASSERT_EQ(file_mode(in_tmp("lopen/mine/reg.db")), (mode_t)-1);
+
+    if (geteuid() == 0) {
+        ASSERT_EQ(make_dir("ltheirs", 0755), 0);
+        ASSERT_EQ(chown(in_tmp("ltheirs"), nobody_uid(), (gid_t)-1), 0);
+        ASSERT_EQ(symlink(in_tmp("ltheirs"), in_tmp("ltheirslink")), 0);
+        ASSERT_REFUSED(in_tmp("ltheirslink/reg.db"), LK_EIO, "ltheirs is owned by uid");
+        ASSERT_EQ(file_mode(in_tmp("ltheirs/reg.db")), (mode_t)-1);
+    } else {
+        printf("skip foreign-owned link target: needs root to chown to nobody\n");
+    }
+
+    /* File problems behind a good link name both paths as well. */
+    ASSERT_EQ(make_dir("lfile", 0700), 0);
+    ASSERT_EQ(symlink(in_tmp("lfile"), in_tmp("lfilelink")), 0);
+    lk_registry *reg = NULL;
+    lk_error err;
+    ASSERT_RC(lk_registry_open(in_tmp("lfilelink/reg.db"), &reg, &err), LK_OK);
+    lk_registry_close(reg);
+    ASSERT_EQ(chmod(in_tmp("lfile/reg.db"), 0620), 0);
+    snprintf(given, sizeof given, "%s", in_tmp("lfilelink/reg.db"));
+    snprintf(resolved, sizeof resolved, "%s", in_tmp("lfile/reg.db"));
+    assert_names_both(given, resolved, "writable by group or others");
+    ASSERT_EQ(file_mode(resolved), 0620);
+}
+
 LK_TEST_MAIN("registry",
              LK_TEST(test_workspace_valid),
              LK_TEST(test_create_and_get),
@@ -958,4 +1069,6 @@ LK_TEST_MAIN("registry",
              LK_TEST(test_other_owner_refused),
              LK_TEST(test_sidecar_modes),
              LK_TEST(test_leftover_sidecar_refused),
-             LK_TEST(test_unsafe_directory_refused))
+             LK_TEST(test_unsafe_directory_refused),
+             LK_TEST(test_symlinked_directory_accepted),
+             LK_TEST(test_symlink_into_unsafe_directory_refused))
