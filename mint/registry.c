@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,6 +309,20 @@ static void mark_cut(char *buf, size_t cap, int n)
         memcpy(buf + cap - 4, "...", 4);
 }
 
+/* lk__fail for messages holding paths: those are the ones long enough to
+ * be cut, and a cut one should say so. */
+__attribute__((format(printf, 3, 4)))
+static int path_fail(lk_error *err, int code, const char *fmt, ...)
+{
+    char msg[LK_ERROR_MSG_BYTES];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    mark_cut(msg, sizeof msg, n);
+    return lk__fail(err, code, "%s", msg);
+}
+
 /* "given" alone, or "given (resolved to real)" when they differ: users
  * know the name they typed, the checks only ever see the other. */
 static void describe(char *buf, size_t cap, const char *given, const char *real,
@@ -330,8 +345,8 @@ static int resolve_path(reg_path *rp, const char *given, lk_error *err)
     const char *slash = strrchr(given, '/');
     const char *base = slash ? slash + 1 : given;
     if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
-        return lk__fail(err, LK_EIO, "key registry path %s names a directory, "
-                        "not a file", given);
+        return path_fail(err, LK_EIO, "key registry path %s names a directory, "
+                         "not a file", given);
     char dir[PATH_MAX];
     size_t dir_len = slash ? (size_t)(slash - given) : 0;
     if (dir_len >= sizeof dir)
@@ -345,9 +360,9 @@ static int resolve_path(reg_path *rp, const char *given, lk_error *err)
         dir[dir_len] = '\0';
     }
     if (!realpath(dir, rp->dir))
-        return lk__fail(err, LK_EIO,
-                        "cannot resolve the directory of key registry %s: %s",
-                        given, strerror(errno));
+        return path_fail(err, LK_EIO,
+                         "cannot resolve the directory of key registry %s: %s",
+                         given, strerror(errno));
     int n = snprintf(rp->file, sizeof rp->file, "%s/%s",
                      strcmp(rp->dir, "/") == 0 ? "" : rp->dir, base);
     if (n < 0 || (size_t)n >= sizeof rp->file)
@@ -377,28 +392,28 @@ static int check_dir(const reg_path *rp, const char *dir, int is_last,
 {
     struct stat st;
     if (lstat(dir, &st) != 0)
-        return lk__fail(err, LK_EIO, "cannot use %s %s: %s", rp->dir_lead, dir,
-                        strerror(errno));
+        return path_fail(err, LK_EIO, "cannot use %s %s: %s", rp->dir_lead, dir,
+                         strerror(errno));
     /* realpath() just returned a path without links: one now means someone
      * changed the path while we looked. */
     if (S_ISLNK(st.st_mode))
-        return lk__fail(err, LK_EIO,
-                        "%s %s became a symbolic link while being checked",
-                        rp->dir_lead, dir);
+        return path_fail(err, LK_EIO,
+                         "%s %s became a symbolic link while being checked",
+                         rp->dir_lead, dir);
     if (!S_ISDIR(st.st_mode))
-        return lk__fail(err, LK_EIO, "cannot use %s %s: %s", rp->dir_lead, dir,
-                        strerror(ENOTDIR));
+        return path_fail(err, LK_EIO, "cannot use %s %s: %s", rp->dir_lead, dir,
+                         strerror(ENOTDIR));
     uid_t me = geteuid();
     if (st.st_uid != 0 && st.st_uid != me)
-        return lk__fail(err, LK_EIO,
-                        "%s %s is owned by uid %u, who could replace the "
-                        "registry; it must belong to root or uid %u",
-                        rp->dir_lead, dir, (unsigned)st.st_uid, (unsigned)me);
+        return path_fail(err, LK_EIO,
+                         "%s %s is owned by uid %u, who could replace the "
+                         "registry; it must belong to root or uid %u",
+                         rp->dir_lead, dir, (unsigned)st.st_uid, (unsigned)me);
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) && (is_last || !(st.st_mode & S_ISVTX)))
-        return lk__fail(err, LK_EIO,
-                        "%s %s is writable by group or others, who could "
-                        "replace the registry or its -wal file; chmod go-w it "
-                        "or move the registry", rp->dir_lead, dir);
+        return path_fail(err, LK_EIO,
+                         "%s %s is writable by group or others, who could "
+                         "replace the registry or its -wal file; chmod go-w it "
+                         "or move the registry", rp->dir_lead, dir);
     return LK_OK;
 }
 
@@ -435,29 +450,29 @@ static int check_file(const char *file, const char *shown, int must_exist,
     if (lstat(file, &st) != 0) {
         if (errno == ENOENT && !must_exist)
             return LK_OK;
-        return lk__fail(err, LK_EIO, "cannot open key registry %s: %s", shown,
-                        strerror(errno));
+        return path_fail(err, LK_EIO, "cannot open key registry %s: %s", shown,
+                         strerror(errno));
     }
     if (S_ISLNK(st.st_mode))
-        return lk__fail(err, LK_EIO,
-                        "key registry %s is a symbolic link, which could be "
-                        "redirected; give the real file's path", shown);
+        return path_fail(err, LK_EIO,
+                         "key registry %s is a symbolic link, which could be "
+                         "redirected; give the real file's path", shown);
     if (!S_ISREG(st.st_mode))
-        return lk__fail(err, LK_EIO, "key registry %s is not a regular file (it is a %s)",
-                        shown, S_ISDIR(st.st_mode) ? "directory" :
+        return path_fail(err, LK_EIO, "key registry %s is not a regular file (it is a %s)",
+                         shown, S_ISDIR(st.st_mode) ? "directory" :
                                S_ISFIFO(st.st_mode) ? "fifo" :
                                S_ISSOCK(st.st_mode) ? "socket" : "device");
     uid_t me = geteuid();
     if (st.st_uid != me)
-        return lk__fail(err, LK_EIO,
-                        "key registry %s is owned by uid %u, not by this "
-                        "process's uid %u; run as its owner or chown it",
-                        shown, (unsigned)st.st_uid, (unsigned)me);
+        return path_fail(err, LK_EIO,
+                         "key registry %s is owned by uid %u, not by this "
+                         "process's uid %u; run as its owner or chown it",
+                         shown, (unsigned)st.st_uid, (unsigned)me);
     if (st.st_mode & (S_IWGRP | S_IWOTH))
-        return lk__fail(err, LK_EIO,
-                        "key registry %s is writable by group or others; "
-                        "chmod 600 it, then review its keys, as others could "
-                        "have added some", shown);
+        return path_fail(err, LK_EIO,
+                         "key registry %s is writable by group or others; "
+                         "chmod 600 it, then review its keys, as others could "
+                         "have added some", shown);
     return LK_OK;
 }
 
@@ -470,15 +485,15 @@ static int create_file(const reg_path *rp, lk_error *err)
     if (fd >= 0) {
         /* A umask such as 0277 would leave the new file unwritable. */
         int rc = fchmod(fd, 0600) == 0 ? LK_OK
-                 : lk__fail(err, LK_EIO, "cannot set the mode of key registry %s: %s",
-                            rp->shown, strerror(errno));
+                 : path_fail(err, LK_EIO, "cannot set the mode of key registry %s: %s",
+                             rp->shown, strerror(errno));
         close(fd);
         return rc;
     }
     if (errno == EEXIST)
         return LK_OK;
-    return lk__fail(err, LK_EIO, "cannot create key registry %s: %s", rp->shown,
-                    strerror(errno));
+    return path_fail(err, LK_EIO, "cannot create key registry %s: %s", rp->shown,
+                     strerror(errno));
 }
 
 /* Judges the registry and whatever -wal, -shm or -journal file a previous
@@ -632,12 +647,12 @@ int lk_registry_open(const char *path, lk_registry **out, lk_error *err)
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
                         NULL) != SQLITE_OK) {
         if (reg->db && sqlite3_extended_errcode(reg->db) == SQLITE_CANTOPEN_SYMLINK)
-            rc = lk__fail(err, LK_EIO,
-                          "key registry %s: a symbolic link appeared in its path "
-                          "while it was being opened", rp.shown);
+            rc = path_fail(err, LK_EIO,
+                           "key registry %s: a symbolic link appeared in its path "
+                           "while it was being opened", rp.shown);
         else
-            rc = lk__fail(err, LK_EDB, "cannot open key registry %s: %s", rp.shown,
-                          reg->db ? sqlite3_errmsg(reg->db) : "out of memory");
+            rc = path_fail(err, LK_EDB, "cannot open key registry %s: %s", rp.shown,
+                           reg->db ? sqlite3_errmsg(reg->db) : "out of memory");
         goto fail;
     }
     sqlite3_busy_timeout(reg->db, REG_BUSY_TIMEOUT_MS);
