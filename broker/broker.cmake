@@ -32,6 +32,8 @@ configure_file(${CMAKE_CURRENT_LIST_DIR}/latchkey-broker.service
   ${CMAKE_CURRENT_BINARY_DIR}/latchkey-broker.service @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/latchkey-broker.service
   DESTINATION ${LK_SYSTEMD_UNIT_DIR})
+install(FILES ${CMAKE_CURRENT_LIST_DIR}/latchkey.sysusers
+  DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/sysusers.d RENAME latchkey.conf)
 
 # Unit tests of the broker modules that work without a running loop. They
 # live in tests/unit/broker and link the module sources directly.

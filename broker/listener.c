@@ -7,7 +7,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -27,7 +26,6 @@ static lk_log *lws_log_sink;
 
 static void lws_log_emit(int level, const char *line)
 {
-    if (getenv("LK_LWS_DEBUG")) { fprintf(stderr, "LWS %d %s", level, line); return; }
     if (!lws_log_sink)
         return;
     /* lws reports every readbuf adoption at ERR level; it is routine. */
@@ -260,7 +258,7 @@ int lk_listener_start(lk_broker *b, char *why, size_t why_len)
         return -1;
 
     lws_log_sink = b->log;
-    lws_set_log_level(getenv("LK_LWS_DEBUG") ? 0x7ff : (LLL_ERR | LLL_WARN), lws_log_emit);
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
 
     size_t pss = lk_session_size();
     if (lk_http_conn_size() > pss)

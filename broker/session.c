@@ -12,12 +12,14 @@
 #include "fanout.h"
 
 enum { S_NEW = 0, S_OPEN, S_CLOSING };
-enum { T_NONE = 0, T_WARN, T_EXPIRE };
+enum { T_NONE = 0, T_WARN, T_EXPIRE, T_CLOSE_ACK };
 
 #define REPLY_BYTES 4096          /* any reply but `message` fits */
 #define QUEUE_INITIAL 8
 #define RATE_WINDOW_MS 10000
 #define CLOSE_GRACE_SECS 5        /* then a peer that stopped reading is cut */
+/* After our Close frame, how long the peer has to answer with its own. */
+#define CLOSE_ACK_US (1500 * LWS_US_PER_MS)
 
 struct lk_session {
     int kind;                     /* LK_CONN_WS; first, see broker.h */
@@ -48,6 +50,7 @@ struct lk_session {
     int timer;
 
     int close_code;
+    int close_sent;               /* lws owns the close handshake now */
     char close_reason[48];
     char conn_id[17];
 };
@@ -269,6 +272,12 @@ static void arm_expiry(lk_session *s)
 static void on_timer(lws_sorted_usec_list_t *sul)
 {
     lk_session *s = lws_container_of(sul, lk_session, sul);
+    if (s->timer == T_CLOSE_ACK) {
+        /* The peer never answered our Close: drop the connection. */
+        s->timer = T_NONE;
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
+        return;
+    }
     if (s->state != S_OPEN)
         return;
     if (s->timer == T_WARN) {
@@ -706,9 +715,30 @@ static void on_receive(lk_session *s, struct lws *wsi, const char *in, size_t le
 
 /* ------------------------------------------------------------ writing */
 
+/* Hands the close to lws, which then sends our Close frame and keeps
+ * reading (dropping data frames) until the peer's Close arrives, as RFC
+ * 6455 7.1.1 wants: dropping TCP at once would reset a peer that is still
+ * sending, and a reset loses the close code we just sent. lws 4.1.6 goes
+ * on asking for WRITEABLE while it waits (POLLOUT stays armed after the
+ * Close is written); a second -1 then would make it drop the connection
+ * at once, so from here on WRITEABLE does nothing. lws waits 5 s for the
+ * peer's Close; a timer cuts that short. */
+static int start_close_handshake(lk_session *s, struct lws *wsi)
+{
+    lws_close_reason(wsi, (enum lws_close_status)s->close_code,
+                     (unsigned char *)s->close_reason, strlen(s->close_reason));
+    s->close_sent = 1;
+    lws_sul_cancel(&s->sul);
+    s->timer = T_CLOSE_ACK;
+    lws_sul_schedule(s->b->ctx, 0, &s->sul, on_timer, CLOSE_ACK_US);
+    return -1;
+}
+
 static int on_writeable(lk_session *s, struct lws *wsi)
 {
     lk_broker *b = s->b;
+    if (s->close_sent)
+        return 0;
     if (lws_partial_buffered(wsi)) {
         lws_callback_on_writable(wsi);
         return 0;
@@ -716,9 +746,7 @@ static int on_writeable(lk_session *s, struct lws *wsi)
     if (!s->qlen) {
         if (s->state != S_CLOSING)
             return 0;
-        lws_close_reason(wsi, (enum lws_close_status)s->close_code,
-                         (unsigned char *)s->close_reason, strlen(s->close_reason));
-        return -1;
+        return start_close_handshake(s, wsi);
     }
     lk_frame *f = s->q[s->qhead];
     unsigned char *p = lk_frame_payload(f);

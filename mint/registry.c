@@ -460,8 +460,8 @@ static int check_file(const char *file, const char *shown, int must_exist,
     if (!S_ISREG(st.st_mode))
         return path_fail(err, LK_EIO, "key registry %s is not a regular file (it is a %s)",
                          shown, S_ISDIR(st.st_mode) ? "directory" :
-                               S_ISFIFO(st.st_mode) ? "fifo" :
-                               S_ISSOCK(st.st_mode) ? "socket" : "device");
+                                S_ISFIFO(st.st_mode) ? "fifo" :
+                                S_ISSOCK(st.st_mode) ? "socket" : "device");
     uid_t me = geteuid();
     if (st.st_uid != me)
         return path_fail(err, LK_EIO,

@@ -8,6 +8,8 @@ import json
 import math
 import time
 
+import websockets
+
 import lkharness as h
 from lkharness import BOTH
 
@@ -73,6 +75,45 @@ async def test_rate_limit_flood_closes_4429(env):
     h.check(len(limited) in (49, 50), "%d rate_limited before the close (limit 50)"
             % len(limited))
     h.eq(code, 4429, "close code")
+
+
+FLOOD_LIMIT = 200000
+
+
+async def flood_with_library(env, ch):
+    """Publishes as fast as the websockets library sends until it reports the
+    connection closed; returns (close code, publishes sent). The client keeps
+    sending while the broker closes, so a broker that drops TCP right after
+    its Close frame resets it and the library reports 1006."""
+    c, _ = await conn(env, env.rl)
+    sent = 0
+    deadline = time.monotonic() + h.T(10)
+    try:
+        while sent < FLOOD_LIMIT and time.monotonic() < deadline:
+            await c.ws.send(h.dumps({"op": "publish", "id": sent, "channel": ch,
+                                     "data": sent}))
+            sent += 1
+            if sent % 20 == 0:
+                # Loopback buffers rarely fill, so let the library's reader
+                # run now and then, as any busy client's would.
+                await asyncio.sleep(0)
+    except websockets.ConnectionClosed:
+        pass
+    await asyncio.wait_for(c.ws.wait_closed(), h.T(5))
+    return c.ws.close_code, sent
+
+
+async def test_rate_limit_close_code_reaches_a_flooding_client(env):
+    # RFC 6455 7.1.1: after its Close the broker reads on until the client's
+    # Close, so a client still sending learns 4429 instead of seeing a reset.
+    runs = 20
+    codes = []
+    for _ in range(runs):
+        code, sent = await flood_with_library(env, h.channel())
+        h.check(sent < FLOOD_LIMIT, "the broker closed a client flooding publishes")
+        codes.append(code)
+    print("     close codes over %d runs: %r" % (runs, sorted(set(codes))))
+    h.eq(codes.count(4429), runs, "runs where the client saw 4429 (codes %r)" % codes)
 
 
 async def test_rate_limit_refills(env):
@@ -207,6 +248,7 @@ async def test_ping_timeout(env):
     h.eq(await live.ping(), [], "a peer that answers pings stays connected")
 
 
-h.main(setup, [test_rate_limit_flood_closes_4429, test_rate_limit_refills,
+h.main(setup, [test_rate_limit_flood_closes_4429,
+               test_rate_limit_close_code_reaches_a_flooding_client, test_rate_limit_refills,
                test_max_subscriptions, test_configured_max_frame, test_history_depth,
                test_origin_allow_list, test_max_connections, test_ping_timeout])

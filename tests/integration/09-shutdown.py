@@ -71,4 +71,25 @@ async def test_refused_upgrade_then_sigterm(env):
     h.eq((rc, code), (0, 1001), "exit code and close code")
 
 
-h.main(setup, [test_sigterm, test_sigint, test_idle_sigterm, test_refused_upgrade_then_sigterm])
+async def test_sigterm_with_a_client_that_never_answers_close(env):
+    # The broker waits for each client's Close after sending 1001, but a
+    # client that never sends one must not hold up the exit.
+    b = env.broker(env.reg)
+    raw = h.RawWS(b.port, h.mint(env.key))
+    try:
+        raw.read_message(h.T(3))
+        c, _ = await h.connect_ok(env, b, h.mint(env.key))
+        rc, secs = await asyncio.to_thread(b.signal_and_wait, signal.SIGTERM,
+                                           h.T(DEADLINE))
+        code, _ = await asyncio.to_thread(raw.until_close, h.T(3))
+        print("     exit %d after %.3fs; silent client got %s" % (rc, secs, code))
+        h.eq((rc, code), (0, 1001), "exit code and the silent client's close code")
+        h.check(secs <= DEADLINE, "exited %.2fs after the signal" % secs)
+        code, _ = await c.until_closed(h.T(3))
+        h.eq(code, 1001, "close code of the answering client")
+    finally:
+        raw.close()
+
+
+h.main(setup, [test_sigterm, test_sigint, test_idle_sigterm, test_refused_upgrade_then_sigterm,
+               test_sigterm_with_a_client_that_never_answers_close])

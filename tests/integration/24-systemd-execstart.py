@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLE_CONF = os.path.join(HERE, "..", "..", "broker", "latchkey-broker.conf")
 
 REQUIRED = {
-    "DynamicUser": "yes",
+    "User": "latchkey",
     "StateDirectory": "latchkey",
     "ProtectSystem": "strict",
     "ProtectHome": "yes",

@@ -1023,6 +1023,20 @@ static void test_symlink_into_unsafe_directory_refused(void)
     ASSERT_REFUSED(in_tmp("lopenlink/reg.db"), LK_EIO, "lopen is writable");
     ASSERT_EQ(file_mode(in_tmp("lopen/mine/reg.db")), (mode_t)-1);
 
+    /* Two long paths overflow the message, which then says it was cut. */
+    char longname[128];
+    memset(longname, 'x', 120);
+    longname[120] = '\0';
+    ASSERT_EQ(symlink(in_tmp("lopen/mine"), in_tmp(longname)), 0);
+    snprintf(given, sizeof given, "%s/reg.db", in_tmp(longname));
+    lk_registry *reg = (lk_registry *)1;
+    lk_error err = {0};
+    ASSERT_RC(lk_registry_open(given, &reg, &err), LK_EIO);
+    ASSERT_NULL(reg);
+    ASSERT_EQ(strlen(err.message), (size_t)LK_ERROR_MSG_BYTES - 1);
+    ASSERT_STREQ(err.message + LK_ERROR_MSG_BYTES - 4, "...");
+    ASSERT_TRUE(strstr(err.message, longname) != NULL);
+
     if (geteuid() == 0) {
         ASSERT_EQ(make_dir("ltheirs", 0755), 0);
         ASSERT_EQ(chown(in_tmp("ltheirs"), nobody_uid(), (gid_t)-1), 0);
@@ -1036,8 +1050,7 @@ static void test_symlink_into_unsafe_directory_refused(void)
     /* File problems behind a good link name both paths as well. */
     ASSERT_EQ(make_dir("lfile", 0700), 0);
     ASSERT_EQ(symlink(in_tmp("lfile"), in_tmp("lfilelink")), 0);
-    lk_registry *reg = NULL;
-    lk_error err;
+    reg = NULL;
     ASSERT_RC(lk_registry_open(in_tmp("lfilelink/reg.db"), &reg, &err), LK_OK);
     lk_registry_close(reg);
     ASSERT_EQ(chmod(in_tmp("lfile/reg.db"), 0620), 0);
