@@ -7,9 +7,35 @@
  * Each channel also holds its sequence counter and a ring of the last
  * `history` message frames (shared references) for `since`.
  *
- * A channel with no subscribers stays, idle, so its seq and history
- * survive reconnects; idle channels are evicted oldest first beyond
- * LK_CHAN_IDLE_MAX or when all history exceeds LK_HISTORY_TOTAL_BYTES.
+ * Seq never goes backwards for a (workspace, name), whatever other
+ * workspaces do:
+ *   - A channel with no subscribers stays, idle, with its seq and history.
+ *     At most LK_CHAN_IDLE_MAX channels are idle; beyond that the oldest
+ *     idle channel of the workspace holding the most idle channels is
+ *     evicted, so a workspace at or under its fair share never loses one
+ *     to another workspace's churn.
+ *   - An evicted channel with messages leaves a seq record (about 64
+ *     bytes: a hash of its workspace and name, and its seq), and the
+ *     channel comes back with that seq. At most LK_CHAN_SEQ_KEPT_MAX
+ *     records are kept (about 6.4 MiB), shared out like idle channels.
+ *   - A record dropped from a workspace over its share is folded into that
+ *     workspace's floor table (LK_CHAN_SEQ_FLOOR_SLOTS seqs, 2 KiB, kept
+ *     for the process's life): a new channel there starts above the
+ *     highest seq dropped into its slot. Hash collisions likewise only
+ *     make a seq jump forward, never back.
+ * So seq grows by exactly 1 per message unless a workspace alone churns
+ * through more than its share of records; then it may jump forward.
+ * Workspace records are freed once empty and floor-less; their number is
+ * bounded by the workspaces the registry holds.
+ *
+ * History memory: every recorded frame is charged its payload plus
+ * LK_HISTORY_ENTRY_OVERHEAD (frame header, LWS_PRE headroom, up to
+ * LK_FRAME_SLACK_MAX unused bytes, its ring slot). A channel keeps at most
+ * `history` frames and LK_HISTORY_CHANNEL_BYTES; all channels together at
+ * most LK_HISTORY_TOTAL_BYTES, beyond which the oldest frames are dropped,
+ * whichever channel holds them. Rings grow on demand (doubling up to
+ * `history`) and shrink when three quarters empty, so ring slots add at
+ * most three slots per held frame beyond the charge.
  *
  * Ownership: the map owns channels and subscriptions; lk_chanmap_destroy
  * frees everything (call it after every session has gone). Frames in the
@@ -25,8 +51,16 @@
 #include "frame.h"
 
 #define LK_CHAN_IDLE_MAX 10000
-#define LK_HISTORY_CHANNEL_BYTES (4u << 20)
+#define LK_CHAN_SEQ_KEPT_MAX 100000
+#define LK_CHAN_SEQ_FLOOR_SLOTS 256
+#define LK_HISTORY_CHANNEL_BYTES ((size_t)4 << 20)
 #define LK_HISTORY_TOTAL_BYTES ((size_t)256 << 20)
+/* Unused bytes a recorded frame may carry past its payload: fan-out trims
+ * frames to this, so history charges stay close to real memory. */
+#define LK_FRAME_SLACK_MAX 64
+/* Charged per history entry on top of its payload. */
+#define LK_HISTORY_ENTRY_OVERHEAD \
+    (sizeof(lk_frame) + LWS_PRE + LK_FRAME_SLACK_MAX + 4 * sizeof(void *))
 
 typedef struct lk_channel lk_channel;
 typedef struct lk_chanmap lk_chanmap;
@@ -50,6 +84,8 @@ void lk_chanmap_destroy(lk_chanmap *map);
 
 size_t lk_chanmap_channels(const lk_chanmap *map);
 size_t lk_chanmap_subscriptions(const lk_chanmap *map);
+/* History bytes charged across all channels (see above). */
+size_t lk_chanmap_history_bytes(const lk_chanmap *map);
 
 /* The channel, or NULL if it does not exist. */
 lk_channel *lk_chanmap_find(lk_chanmap *map, const char *ws, size_t ws_len,
@@ -78,10 +114,15 @@ lk_sub *lk_channel_subscribers(const lk_channel *ch);
 size_t lk_channel_subscriber_count(const lk_channel *ch);
 
 /* Appends a message frame (whose seq is set) to the channel's history,
- * taking a reference; drops the oldest beyond the count or byte limit. */
+ * taking a reference. Drops the channel's oldest beyond its count or byte
+ * limit, then the oldest of any channel beyond LK_HISTORY_TOTAL_BYTES. A
+ * frame too big for either byte limit on its own is not kept; neither is
+ * one met by ENOMEM. O(1) amortised. */
 void lk_chanmap_record(lk_chanmap *map, lk_channel *ch, lk_frame *f);
 /* History size and the i-th frame, oldest first. */
 size_t lk_channel_history_len(const lk_channel *ch);
 lk_frame *lk_channel_history_at(const lk_channel *ch, size_t i);
+/* Ring slots allocated for the history (0 while it is empty). */
+size_t lk_channel_history_capacity(const lk_channel *ch);
 
 #endif

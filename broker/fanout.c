@@ -6,8 +6,8 @@
 #include "codec.h"
 #include "session.h"
 
-/* Room for everything around `data` in a message frame: op, seq, ts and
- * the field names, plus the channel and a worst-case escaped `from`. */
+/* Room for everything around `data` in a message frame: op, seq, ts, the
+ * field names and the quotes (106 bytes at most). */
 #define ENVELOPE_BYTES 128
 
 lk_frame *lk_fanout_build(lk_broker *b, lk_channel *ch, const char *data,
@@ -19,17 +19,32 @@ lk_frame *lk_fanout_build(lk_broker *b, lk_channel *ch, const char *data,
     size_t nlen;
     const char *name = lk_channel_name(ch, &nlen);
     size_t from_len = from ? strlen(from) : 0;
-    size_t cap = dlen + ENVELOPE_BYTES + 6 * nlen + 6 * from_len;
-    lk_frame *f = lk_frame_new(cap);
-    if (!f)
-        return NULL;
     lk_span chan = {name, nlen}, body = {b->scratch, dlen};
     uint64_t seq = lk_channel_seq(ch) + 1;
-    size_t n = lk_codec_message((char *)lk_frame_payload(f), cap, chan, seq, body,
-                                from, lk_now_ms());
+    int64_t ts = lk_now_ms();
+    /* Sized first for a name and sub that need no escapes (the usual
+     * case), so the frame is tight; then for the worst case. */
+    size_t caps[2] = {dlen + ENVELOPE_BYTES + nlen + from_len,
+                      dlen + ENVELOPE_BYTES + 6 * nlen + 6 * from_len};
+    lk_frame *f = NULL;
+    size_t cap = 0, n = 0;
+    for (int i = 0; i < 2 && !n; i++) {
+        lk_frame_unref(f);
+        cap = caps[i];
+        if (!(f = lk_frame_new(cap)))
+            return NULL;
+        n = lk_codec_message((char *)lk_frame_payload(f), cap, chan, seq, body, from, ts);
+    }
     if (!n) {
         lk_frame_unref(f);
         return NULL;
+    }
+    /* The history charges a frame for at most LK_FRAME_SLACK_MAX unused
+     * bytes; failing to shrink only leaves the frame bigger. */
+    if (b->cfg->history > 0 && cap - n > LK_FRAME_SLACK_MAX) {
+        lk_frame *t = realloc(f, sizeof *f + LWS_PRE + n);
+        if (t)
+            f = t;
     }
     f->len = (uint32_t)n;
     f->seq = lk_channel_next_seq(ch);

@@ -69,9 +69,10 @@ static int main_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (!p)
             return 0;
         if (p->id == LK_PROTO_PRELUDE) {
-            lk_prelude_destroy(b, user);
+            lk_prelude_destroy(b, wsi, user);
         } else if (p->id == LK_PROTO_MAIN) {
             b->sockets--;
+            lk_prelude_forget(wsi);
             if (user && *(int *)user == LK_CONN_WS)
                 lk_session_cleanup(b, user);
             else

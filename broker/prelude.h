@@ -1,29 +1,54 @@
 /*
- * prelude.h - reads each new connection's HTTP request head before lws
- * sees it, to carry a `bearer.<token>` WebSocket subprotocol past lws.
+ * prelude.h - what lws gets to see of a new connection.
  *
- * Why: lws 4.1.6 copies Sec-WebSocket-Protocol into a 128-byte buffer
- * and refuses the upgrade when the list is longer (server-ws.c,
- * "protocol list too long"), and a JWT alone is several hundred bytes. So
- * every accepted socket is first adopted as a raw descriptor, and the
- * prelude peeks at its request head (at most LK_PRELUDE_MAX bytes, else
- * 431) without consuming it. A head without a `bearer.` entry is handed
- * to lws's HTTP server untouched, so lws reads the whole request itself.
- * A head with one (and no body) is consumed and rewritten: the `bearer.`
- * entries leave Sec-WebSocket-Protocol and the first non-empty one becomes
- * the request's only Authorization header (the subprotocol is the
- * preferred token source, so it replaces a client-sent one); the socket is
- * then handed to lws with the rewritten head as already-read bytes
- * (lws_adopt_socket_vhost_readbuf on a dup of the descriptor). Body bytes
- * are never passed that way: lws 4.1.6 mishandles them. Later requests on
- * a kept-alive connection go to lws directly.
+ * Every accepted socket is first adopted as a raw descriptor, and the
+ * prelude peeks at its first request head (at most LK_PRELUDE_MAX bytes)
+ * without consuming it, then does one of two things:
  *
- * Thread safety: service loop thread only. lk_prelude_rewrite is pure.
+ * - A well-formed WebSocket upgrade (GET with `Upgrade: websocket`, no
+ *   body) is handed to lws's HTTP server directly. lws 4.1.6 either
+ *   upgrades such a request or closes the connection, so nothing after it
+ *   is ever parsed as HTTP. A head carrying a `bearer.<token>`
+ *   subprotocol is consumed and rewritten first, because lws copies
+ *   Sec-WebSocket-Protocol into a 128-byte buffer and refuses the upgrade
+ *   when the list is longer (server-ws.c, "protocol list too long"): the
+ *   `bearer.` entries leave Sec-WebSocket-Protocol and the first non-empty
+ *   one becomes the request's only Authorization header. The rewritten
+ *   head reaches lws as already-read bytes (lws_adopt_socket_vhost_readbuf,
+ *   which parses it at once); only a validated, bodyless upgrade head is
+ *   ever given that way.
+ *
+ * - Anything else (plain HTTP, malformed heads) goes through the gate: lws
+ *   gets one end of a socketpair and the gate passes it the client's
+ *   requests one at a time, each only once lws has read all of the
+ *   previous one. lws 4.1.6 must never find the head of a request with a
+ *   body among bytes it read together with an earlier request: it then
+ *   parses that head from its buffered-input list and, in lws_http_action,
+ *   feeds the head itself to HTTP_BODY and loops forever once the
+ *   connection goes back to keep-alive (or frees the connection twice if
+ *   it closes instead). Pipelined requests did exactly that, spinning the
+ *   service loop so that even SIGTERM went unread. The gate frames
+ *   requests the way lws does (Content-Length; lws's 100 MiB default body
+ *   for POST/PUT/PATCH without one) and refuses what the two could read
+ *   differently: bare CR or LF, obs-fold, odd header names, repeated or
+ *   malformed Content-Length, Transfer-Encoding, odd methods or versions
+ *   (400), heads over LK_PRELUDE_MAX (431). An upgrade that arrives on a
+ *   kept-alive connection turns the gate into a plain byte pipe. Answers
+ *   flow back unchanged; once lws closes its end, the gate finishes
+ *   sending, shuts down its write side and reads until the client closes
+ *   (briefly), so the last answer is not lost to a reset.
+ *
+ * A gated connection costs a socketpair (two descriptors) and one copy per
+ * direction; lws sees the client's address through lk_prelude_peer.
+ *
+ * Thread safety: service loop thread only. lk_prelude_rewrite,
+ * lk_prelude_head_end and lk_prelude_frame are pure.
  */
 #ifndef LK_BROKER_PRELUDE_H
 #define LK_BROKER_PRELUDE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "broker.h"
 
@@ -43,6 +68,26 @@ size_t lk_prelude_head_end(const char *buf, size_t len);
  * folding, are copied unchanged. Returns the output length. */
 size_t lk_prelude_rewrite(const char *in, size_t head_len, size_t len, char *out);
 
+/* How lws will read a request, for the heads the prelude lets through. */
+typedef struct lk_prelude_req {
+    int upgrade;              /* WebSocket upgrade: lws upgrades or closes */
+    int bearer;               /* a `bearer.` subprotocol entry to rewrite */
+    uint64_t body;            /* body bytes that follow the head */
+} lk_prelude_req;
+
+/* Refusals of lk_prelude_frame. */
+typedef enum lk_prelude_verdict {
+    LK_PRELUDE_OK = 0,
+    LK_PRELUDE_MALFORMED,     /* 400 */
+    LK_PRELUDE_CHUNKED,       /* 400: Transfer-Encoding */
+    LK_PRELUDE_NO_LENGTH,     /* 400: POST, PUT or PATCH without Content-Length */
+} lk_prelude_verdict;
+
+/* Checks the request head in[0..head_len) (head_len as returned by
+ * lk_prelude_head_end) strictly, so that lws reads it exactly as the
+ * prelude does, and says how lws will frame it. */
+lk_prelude_verdict lk_prelude_frame(const char *in, size_t head_len, lk_prelude_req *req);
+
 size_t lk_prelude_conn_size(void);
 
 /* Adopts an accepted connection (plain TCP, or the plaintext end of a TLS
@@ -57,6 +102,14 @@ int lk_prelude_callback(lk_broker *b, struct lws *wsi,
 
 /* Releases a prelude connection (WSI_DESTROY) and settles the socket
  * count when it never reached lws's HTTP server. */
-void lk_prelude_destroy(lk_broker *b, void *user);
+void lk_prelude_destroy(lk_broker *b, struct lws *wsi, void *user);
+
+/* The client's address for a wsi of lws's HTTP server (`buf` holds it),
+ * also when the gate stands in between; NULL if unknown. */
+const char *lk_prelude_peer(struct lws *wsi, char *buf, size_t len);
+
+/* Frees what the gate attached to a wsi of lws's HTTP server; called from
+ * its WSI_DESTROY. */
+void lk_prelude_forget(struct lws *wsi);
 
 #endif

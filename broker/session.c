@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "codec.h"
 #include "fanout.h"
+#include "prelude.h"
 
 enum { S_NEW = 0, S_OPEN, S_CLOSING };
 enum { T_NONE = 0, T_WARN, T_EXPIRE, T_CLOSE_ACK };
@@ -18,8 +19,10 @@ enum { T_NONE = 0, T_WARN, T_EXPIRE, T_CLOSE_ACK };
 #define QUEUE_INITIAL 8
 #define RATE_WINDOW_MS 10000
 #define CLOSE_GRACE_SECS 5        /* then a peer that stopped reading is cut */
-/* After our Close frame, how long the peer has to answer with its own. */
+/* After our Close frame, how long the peer has to answer with its own;
+ * shorter at shutdown, which must end within 2 s. */
 #define CLOSE_ACK_US (1500 * LWS_US_PER_MS)
+#define SHUTDOWN_CLOSE_ACK_US (500 * LWS_US_PER_MS)
 
 struct lk_session {
     int kind;                     /* LK_CONN_WS; first, see broker.h */
@@ -303,7 +306,7 @@ static void on_timer(lws_sorted_usec_list_t *sul)
 static void log_peer(lk_logline *l, struct lws *wsi)
 {
     char ip[64];
-    const char *p = lws_get_peer_simple(wsi, ip, sizeof ip);
+    const char *p = lk_prelude_peer(wsi, ip, sizeof ip);
     lk_log_str(l, "ip", p ? p : "");
 }
 
@@ -730,7 +733,8 @@ static int start_close_handshake(lk_session *s, struct lws *wsi)
     s->close_sent = 1;
     lws_sul_cancel(&s->sul);
     s->timer = T_CLOSE_ACK;
-    lws_sul_schedule(s->b->ctx, 0, &s->sul, on_timer, CLOSE_ACK_US);
+    lws_sul_schedule(s->b->ctx, 0, &s->sul, on_timer,
+                     s->b->stopping ? SHUTDOWN_CLOSE_ACK_US : CLOSE_ACK_US);
     return -1;
 }
 

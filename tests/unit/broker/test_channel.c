@@ -1,4 +1,5 @@
 /* Unit tests for the channel registry (broker/channel.c). */
+#include <stdio.h>
 #include <string.h>
 
 #include "channel.h"
@@ -138,6 +139,251 @@ static void test_rejects_long_names(void)
     lk_chanmap_destroy(m);
 }
 
+/* Creates `count` channels "<prefix><i>" in `ws`, each with one message,
+ * so each leaves a seq record when evicted. */
+static int churn(lk_chanmap *m, const char *ws, const char *prefix, int count)
+{
+    char name[32];
+    for (int i = 0; i < count; i++) {
+        int n = snprintf(name, sizeof name, "%s%d", prefix, i);
+        lk_channel *ch = lk_chanmap_get(m, ws, strlen(ws), name, (size_t)n);
+        if (!ch)
+            return -1;
+        lk_channel_next_seq(ch);
+    }
+    return 0;
+}
+
+static lk_channel *victim_with_seq5(lk_chanmap *m, const char *ws)
+{
+    lk_channel *ch = lk_chanmap_get(m, ws, 4, "victim", 6);
+    for (int i = 0; i < 5; i++) {
+        lk_frame *f = frame(lk_channel_next_seq(ch), 10);
+        lk_chanmap_record(m, ch, f);
+        lk_frame_unref(f);
+    }
+    return ch;
+}
+
+/* Another workspace's churn neither evicts an idle channel (with its
+ * history) nor resets its seq. */
+static void test_other_workspace_cannot_evict(void)
+{
+    lk_chanmap *m = lk_chanmap_create(2);
+    lk_sublist sl = {0};
+    int owner;
+    lk_channel *v = victim_with_seq5(m, "ws_a");
+    /* Subscribe/unsubscribe churn, then publishing to new names. */
+    for (int i = 0; i < LK_CHAN_IDLE_MAX + 50; i++) {
+        char name[32];
+        int n = snprintf(name, sizeof name, "s%d", i);
+        lk_channel *ch = lk_chanmap_get(m, "ws_b", 4, name, (size_t)n);
+        ASSERT_NOT_NULL(ch);
+        lk_chanmap_unsubscribe(m, &sl, lk_chanmap_subscribe(m, ch, &owner, &sl));
+    }
+    ASSERT_EQ(churn(m, "ws_b", "p", LK_CHAN_IDLE_MAX + 50), 0);
+    ASSERT_TRUE(lk_chanmap_find(m, "ws_a", 4, "victim", 6) == v);
+    ASSERT_EQ(lk_channel_seq(v), 5);
+    ASSERT_EQ(lk_channel_history_len(v), 2);
+    ASSERT_TRUE(lk_chanmap_channels(m) <= LK_CHAN_IDLE_MAX);
+    ASSERT_EQ(lk_channel_next_seq(v), 6);
+    lk_chanmap_destroy(m);
+}
+
+/* An evicted channel comes back with its seq, not 0. */
+static void test_seq_survives_eviction(void)
+{
+    lk_chanmap *m = lk_chanmap_create(2);
+    victim_with_seq5(m, "ws_a");
+    ASSERT_EQ(churn(m, "ws_a", "c", LK_CHAN_IDLE_MAX + 50), 0);
+    ASSERT_NULL(lk_chanmap_find(m, "ws_a", 4, "victim", 6));
+    lk_channel *v = lk_chanmap_get(m, "ws_a", 4, "victim", 6);
+    ASSERT_NOT_NULL(v);
+    ASSERT_EQ(lk_channel_seq(v), 5);
+    ASSERT_EQ(lk_channel_history_len(v), 0);
+    ASSERT_EQ(lk_channel_next_seq(v), 6);
+    /* A never-used name still starts at 1, in any workspace. */
+    ASSERT_EQ(lk_channel_seq(lk_chanmap_get(m, "ws_a", 4, "fresh", 5)), 0);
+    ASSERT_EQ(lk_channel_seq(lk_chanmap_get(m, "ws_b", 4, "victim", 6)), 0);
+    lk_chanmap_destroy(m);
+}
+
+/* Seq records are shared out fairly: another workspace overflowing them
+ * drops its own, so ws_a's evicted channel keeps its exact seq. */
+static void test_seq_records_fair_share(void)
+{
+    lk_chanmap *m = lk_chanmap_create(0);
+    victim_with_seq5(m, "ws_a");
+    ASSERT_EQ(churn(m, "ws_a", "c", LK_CHAN_IDLE_MAX + 1), 0);
+    ASSERT_NULL(lk_chanmap_find(m, "ws_a", 4, "victim", 6));
+    ASSERT_EQ(churn(m, "ws_b", "c", LK_CHAN_SEQ_KEPT_MAX + LK_CHAN_IDLE_MAX + 100), 0);
+    ASSERT_EQ(lk_channel_seq(lk_chanmap_get(m, "ws_a", 4, "victim", 6)), 5);
+    /* ws_b's own oldest records went to its floor: never back to 0. */
+    lk_channel *first = lk_chanmap_get(m, "ws_b", 4, "c0", 2);
+    ASSERT_TRUE(lk_channel_seq(first) >= 1);
+    lk_chanmap_destroy(m);
+}
+
+/* Past every bound, within one workspace, seq may jump but never falls. */
+static void test_seq_never_backwards_past_bound(void)
+{
+    lk_chanmap *m = lk_chanmap_create(0);
+    lk_channel *v = lk_chanmap_get(m, "ws_a", 4, "victim", 6);
+    for (int i = 0; i < 1000; i++)
+        lk_channel_next_seq(v);
+    ASSERT_EQ(churn(m, "ws_a", "c", LK_CHAN_SEQ_KEPT_MAX + LK_CHAN_IDLE_MAX + 100), 0);
+    v = lk_chanmap_get(m, "ws_a", 4, "victim", 6);
+    ASSERT_TRUE(lk_channel_seq(v) >= 1000);
+    ASSERT_EQ(lk_channel_seq(lk_chanmap_get(m, "ws_b", 4, "victim", 6)), 0);
+    lk_chanmap_destroy(m);
+}
+
+#define MIB ((size_t)1 << 20)
+
+/* Subscribed channels share LK_HISTORY_TOTAL_BYTES: beyond it the globally
+ * oldest frames go, whichever channel holds them. */
+static void test_history_total_bound(void)
+{
+    enum { NCH = 100, ROUNDS = 4 };
+    lk_chanmap *m = lk_chanmap_create(8);
+    lk_sublist sl = {0};
+    int owner;
+    lk_channel *ch[NCH];
+    lk_frame *big[ROUNDS];
+    for (int c = 0; c < NCH; c++) {
+        char name[16];
+        int n = snprintf(name, sizeof name, "t%d", c);
+        ch[c] = lk_chanmap_get(m, WS, 4, name, (size_t)n);
+        ASSERT_NOT_NULL(lk_chanmap_subscribe(m, ch[c], &owner, &sl));
+    }
+    for (int r = 0; r < ROUNDS; r++)
+        big[r] = frame((uint64_t)r + 1, MIB);
+    for (int r = 0; r < ROUNDS; r++)
+        for (int c = 0; c < NCH; c++)
+            lk_chanmap_record(m, ch[c], big[r]);
+    size_t held = 0, entries = 0;
+    for (int c = 0; c < NCH; c++) {
+        size_t n = lk_channel_history_len(ch[c]);
+        entries += n;
+        for (size_t i = 0; i < n; i++)
+            held += lk_channel_history_at(ch[c], i)->len;
+    }
+    ASSERT_TRUE(held <= LK_HISTORY_TOTAL_BYTES);
+    ASSERT_TRUE(lk_chanmap_history_bytes(m) <= LK_HISTORY_TOTAL_BYTES);
+    ASSERT_EQ(lk_chanmap_history_bytes(m), entries * (MIB + LK_HISTORY_ENTRY_OVERHEAD));
+    /* 3 frames fit a channel, 255 all channels; the last 255 of the 300
+     * records of rounds 2..4 are kept. */
+    ASSERT_EQ(entries, 255);
+    for (int c = 0; c < NCH; c++) {
+        size_t want = c < 45 ? 2 : 3;
+        ASSERT_EQ(lk_channel_history_len(ch[c]), want);
+        for (size_t i = 0; i < want; i++)
+            ASSERT_EQ(lk_channel_history_at(ch[c], i)->seq, ROUNDS - want + 1 + i);
+    }
+    ASSERT_EQ(big[0]->refs, 1);
+    ASSERT_EQ(big[1]->refs, 1 + 55);
+    lk_chanmap_unsubscribe_all(m, &sl);
+    lk_chanmap_destroy(m);
+    for (int r = 0; r < ROUNDS; r++) {
+        ASSERT_EQ(big[r]->refs, 1);
+        lk_frame_unref(big[r]);
+    }
+}
+
+/* The global age order survives ring growth and shrinking: two channels'
+ * interleaved frames are dropped oldest first, alternately. */
+static void test_history_global_order(void)
+{
+    const size_t small = 10, charge = small + LK_HISTORY_ENTRY_OVERHEAD;
+    lk_chanmap *m = lk_chanmap_create(64);
+    lk_channel *a = lk_chanmap_get(m, WS, 4, "a", 1);
+    lk_channel *b = lk_chanmap_get(m, WS, 4, "b", 1);
+    for (int i = 0; i < 64; i++) {
+        lk_frame *fa = frame(lk_channel_next_seq(a), small);
+        lk_frame *fb = frame(lk_channel_next_seq(b), small);
+        lk_chanmap_record(m, a, fa);
+        lk_chanmap_record(m, b, fb);
+        lk_frame_unref(fa);
+        lk_frame_unref(fb);
+    }
+    ASSERT_EQ(lk_channel_history_capacity(a), 64);
+    /* Fill up to the total with 1 MiB frames, 3 to a channel. */
+    lk_frame *big = frame(1, MIB);
+    char name[16];
+    int c = 0;
+    while (LK_HISTORY_TOTAL_BYTES - lk_chanmap_history_bytes(m) >= MIB + LK_HISTORY_ENTRY_OVERHEAD) {
+        int n = snprintf(name, sizeof name, "f%d", c++ / 3);
+        lk_chanmap_record(m, lk_chanmap_get(m, WS, 4, name, (size_t)n), big);
+    }
+    ASSERT_EQ(lk_channel_history_len(a), 64);
+    /* A frame needing exactly 10 entries' room, then one needing 100. */
+    size_t room = LK_HISTORY_TOTAL_BYTES - lk_chanmap_history_bytes(m);
+    lk_channel *z = lk_chanmap_get(m, WS, 4, "z", 1);
+    lk_frame *f = frame(1, room + 10 * charge - LK_HISTORY_ENTRY_OVERHEAD);
+    lk_chanmap_record(m, z, f);
+    lk_frame_unref(f);
+    ASSERT_EQ(lk_chanmap_history_bytes(m), LK_HISTORY_TOTAL_BYTES);
+    ASSERT_EQ(lk_channel_history_len(a), 59);
+    ASSERT_EQ(lk_channel_history_at(a, 0)->seq, 6);
+    ASSERT_EQ(lk_channel_history_at(b, 0)->seq, 6);
+    f = frame(2, 100 * charge - LK_HISTORY_ENTRY_OVERHEAD);
+    lk_chanmap_record(m, z, f);
+    lk_frame_unref(f);
+    ASSERT_EQ(lk_channel_history_len(a), 9);
+    ASSERT_EQ(lk_channel_history_len(b), 9);
+    for (size_t i = 0; i < 9; i++) {
+        ASSERT_EQ(lk_channel_history_at(a, i)->seq, 56 + i);
+        ASSERT_EQ(lk_channel_history_at(b, i)->seq, 56 + i);
+    }
+    /* Rings shrank with what they hold. */
+    ASSERT_TRUE(lk_channel_history_capacity(a) <= 4 * 9);
+    ASSERT_EQ(lk_chanmap_history_bytes(m), LK_HISTORY_TOTAL_BYTES);
+    lk_chanmap_destroy(m);
+    ASSERT_EQ(big->refs, 1);
+    lk_frame_unref(big);
+}
+
+/* Rings are allocated on the first message and doubled up to `history`. */
+static void test_history_ring_grows_lazily(void)
+{
+    lk_chanmap *m = lk_chanmap_create(100000);
+    char name[16];
+    for (int i = 0; i < 1000; i++) {
+        int n = snprintf(name, sizeof name, "l%d", i);
+        lk_channel *ch = lk_chanmap_get(m, WS, 4, name, (size_t)n);
+        ASSERT_EQ(lk_channel_history_capacity(ch), 0);
+        lk_frame *f = frame(lk_channel_next_seq(ch), 10);
+        lk_chanmap_record(m, ch, f);
+        lk_frame_unref(f);
+        ASSERT_TRUE(lk_channel_history_capacity(ch) <= 4);
+    }
+    lk_channel *ch = lk_chanmap_get(m, WS, 4, "grow", 4);
+    for (uint64_t s = 1; s <= 100; s++) {
+        lk_frame *f = frame(s, 10);
+        lk_chanmap_record(m, ch, f);
+        lk_frame_unref(f);
+        size_t cap = lk_channel_history_capacity(ch);
+        ASSERT_TRUE(cap >= s && cap < 2 * s + 4);
+    }
+    for (size_t i = 0; i < 100; i++)
+        ASSERT_EQ(lk_channel_history_at(ch, i)->seq, i + 1);
+    lk_chanmap_destroy(m);
+
+    /* Never past `history`, and wrapping keeps the order. */
+    m = lk_chanmap_create(6);
+    ch = lk_chanmap_get(m, WS, 4, "w", 1);
+    for (uint64_t s = 1; s <= 20; s++) {
+        lk_frame *f = frame(s, 10);
+        lk_chanmap_record(m, ch, f);
+        lk_frame_unref(f);
+    }
+    ASSERT_EQ(lk_channel_history_capacity(ch), 6);
+    ASSERT_EQ(lk_channel_history_len(ch), 6);
+    for (size_t i = 0; i < 6; i++)
+        ASSERT_EQ(lk_channel_history_at(ch, i)->seq, 15 + i);
+    lk_chanmap_destroy(m);
+}
+
 LK_TEST_MAIN("channel",
              LK_TEST(test_subscribe_both_indexes),
              LK_TEST(test_workspaces_are_separate),
@@ -145,4 +391,11 @@ LK_TEST_MAIN("channel",
              LK_TEST(test_history_ring),
              LK_TEST(test_history_disabled),
              LK_TEST(test_idle_eviction_bound),
-             LK_TEST(test_rejects_long_names))
+             LK_TEST(test_rejects_long_names),
+             LK_TEST(test_other_workspace_cannot_evict),
+             LK_TEST(test_seq_survives_eviction),
+             LK_TEST(test_seq_records_fair_share),
+             LK_TEST(test_seq_never_backwards_past_bound),
+             LK_TEST(test_history_total_bound),
+             LK_TEST(test_history_global_order),
+             LK_TEST(test_history_ring_grows_lazily))
