@@ -521,6 +521,29 @@ static ssize_t send_some(int fd, const void *data, size_t n)
     return w;
 }
 
+static void rearm_now(lws_sorted_usec_list_t *sul)
+{
+    lk_gate *g = lws_container_of(sul, lk_gate, sul_w);
+    if (g->rearm_client && g->client)
+        lws_callback_on_writable(g->client);
+    if (g->rearm_pipe && g->pipe)
+        lws_callback_on_writable(g->pipe);
+    g->rearm_client = g->rearm_pipe = 0;
+}
+
+/* Asks for WRITEABLE from within that wsi's own WRITEABLE: lws 4.1.6's
+ * raw-file role turns POLLOUT off right after the callback returns
+ * (ops-raw-file.c), which would cancel a request made during it, so the
+ * request is made from a timer instead. */
+static void rearm(lk_gate *g, struct lws *wsi)
+{
+    if (wsi == g->client)
+        g->rearm_client = 1;
+    else
+        g->rearm_pipe = 1;
+    lws_sul_schedule(g->b->ctx, 0, &g->sul_w, rearm_now, 1);
+}
+
 /* Passes bytes to lws; what the socketpair does not take waits in
  * to_pipe, and nothing more is passed until it has gone. */
 static int to_lws(lk_gate *g, const void *data, size_t n)
@@ -535,7 +558,7 @@ static int to_lws(lk_gate *g, const void *data, size_t n)
     if ((size_t)w < n) {
         if (append(&g->to_pipe, &g->to_pipe_len, (const char *)data + w, n - (size_t)w))
             return -1;
-        lws_callback_on_writable(g->pipe);
+        rearm(g, g->pipe);   /* this may run inside the pipe's WRITEABLE */
     }
     return 0;
 }
@@ -552,8 +575,8 @@ static void consume_in(lk_gate *g, size_t n)
 static int lws_drained(lk_gate *g)
 {
     int queued = 0;
-    if (g->to_pipe_len || !g->pipe)
-        return !g->pipe;
+    if (g->to_pipe_len)
+        return 0;
     if (ioctl(lws_get_socket_fd(g->pipe), SIOCOUTQ, &queued) != 0)
         return 0;
     return queued == 0;
@@ -580,29 +603,6 @@ static void client_reads(lk_gate *g, int on)
 {
     if (g->client)
         lws_rx_flow_control(g->client, on);
-}
-
-static void rearm_now(lws_sorted_usec_list_t *sul)
-{
-    lk_gate *g = lws_container_of(sul, lk_gate, sul_w);
-    if (g->rearm_client && g->client)
-        lws_callback_on_writable(g->client);
-    if (g->rearm_pipe && g->pipe)
-        lws_callback_on_writable(g->pipe);
-    g->rearm_client = g->rearm_pipe = 0;
-}
-
-/* Asks for WRITEABLE from within that wsi's own WRITEABLE: lws 4.1.6's
- * raw-file role turns POLLOUT off right after the callback returns
- * (ops-raw-file.c), which would cancel a request made during it, so the
- * request is made from a timer instead. */
-static void rearm(lk_gate *g, struct lws *wsi)
-{
-    if (wsi == g->client)
-        g->rearm_client = 1;
-    else
-        g->rearm_pipe = 1;
-    lws_sul_schedule(g->b->ctx, 0, &g->sul_w, rearm_now, 1);
 }
 
 static void drain_retry(lws_sorted_usec_list_t *sul);

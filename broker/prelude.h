@@ -2,21 +2,21 @@
  * prelude.h - what lws gets to see of a new connection.
  *
  * Every accepted socket is first adopted as a raw descriptor, and the
- * prelude peeks at its first request head (at most LK_PRELUDE_MAX bytes)
- * without consuming it, then does one of two things:
+ * prelude reads its first request head (at most LK_PRELUDE_MAX bytes; the
+ * bytes are consumed, so a client that stops halfway costs nothing until
+ * the head timeout), then does one of two things:
  *
  * - A well-formed WebSocket upgrade (GET with `Upgrade: websocket`, no
- *   body) is handed to lws's HTTP server directly. lws 4.1.6 either
- *   upgrades such a request or closes the connection, so nothing after it
- *   is ever parsed as HTTP. A head carrying a `bearer.<token>`
- *   subprotocol is consumed and rewritten first, because lws copies
+ *   body) is handed to lws's HTTP server with the bytes read so far as
+ *   already-read data (lws_adopt_socket_vhost_readbuf, which parses the
+ *   head at once). lws 4.1.6 either upgrades such a request or closes the
+ *   connection, so nothing after the head is ever parsed as HTTP: later
+ *   bytes are WebSocket frames to it. A head carrying a `bearer.<token>`
+ *   subprotocol is rewritten first, because lws copies
  *   Sec-WebSocket-Protocol into a 128-byte buffer and refuses the upgrade
  *   when the list is longer (server-ws.c, "protocol list too long"): the
  *   `bearer.` entries leave Sec-WebSocket-Protocol and the first non-empty
- *   one becomes the request's only Authorization header. The rewritten
- *   head reaches lws as already-read bytes (lws_adopt_socket_vhost_readbuf,
- *   which parses it at once); only a validated, bodyless upgrade head is
- *   ever given that way.
+ *   one becomes the request's only Authorization header.
  *
  * - Anything else (plain HTTP, malformed heads) goes through the gate: lws
  *   gets one end of a socketpair and the gate passes it the client's
@@ -28,15 +28,16 @@
  *   connection goes back to keep-alive (or frees the connection twice if
  *   it closes instead). Pipelined requests did exactly that, spinning the
  *   service loop so that even SIGTERM went unread. The gate frames
- *   requests the way lws does (Content-Length; lws's 100 MiB default body
- *   for POST/PUT/PATCH without one) and refuses what the two could read
- *   differently: bare CR or LF, obs-fold, odd header names, repeated or
- *   malformed Content-Length, Transfer-Encoding, odd methods or versions
- *   (400), heads over LK_PRELUDE_MAX (431). An upgrade that arrives on a
- *   kept-alive connection turns the gate into a plain byte pipe. Answers
- *   flow back unchanged; once lws closes its end, the gate finishes
- *   sending, shuts down its write side and reads until the client closes
- *   (briefly), so the last answer is not lost to a reset.
+ *   requests the way lws does (Content-Length) and refuses what the two
+ *   could read differently: bare CR or LF, obs-fold, odd header names,
+ *   repeated or loose Content-Length, Transfer-Encoding, a POST, PUT or
+ *   PATCH without Content-Length (lws would take the next 100 MiB as its
+ *   body), odd methods or versions (400), heads over LK_PRELUDE_MAX (431).
+ *   An upgrade arriving on a kept-alive connection turns the gate into a
+ *   plain byte pipe, for the same reason as above. Answers flow back
+ *   unchanged; once lws closes its end, the gate sends its own refusal if
+ *   it has one, shuts down its write side and reads until the client
+ *   closes (briefly), so the last answer is not lost to a reset.
  *
  * A gated connection costs a socketpair (two descriptors) and one copy per
  * direction; lws sees the client's address through lk_prelude_peer.

@@ -34,6 +34,11 @@ int lk__hex_decode(const char *in, size_t n, uint8_t *out);
  * parsing wherever a string's exact value matters (patterns, alg, kid). */
 int lk__json_has_nul(const void *data, size_t len);
 
+/* 1 if `n` bytes are valid UTF-8 (no overlong forms, surrogates or code
+ * points past U+10FFFF); with `no_controls`, C0, DEL and C1 controls are
+ * refused too. */
+int lk__utf8_valid(const void *data, size_t n, int no_controls);
+
 /* Fills `buf` from the OpenSSL CSPRNG; LK_ECRYPTO on failure. */
 int lk__random(void *buf, size_t n);
 

@@ -189,43 +189,7 @@ static int name_valid(const char *name)
     size_t len = strlen(name);
     if (len == 0 || len > LK_KEY_NAME_MAX)
         return 0;
-    const unsigned char *p = (const unsigned char *)name, *end = p + len;
-    while (p < end) {
-        unsigned c = *p;
-        if (c < 0x20 || c == 0x7f)
-            return 0;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        size_t extra;
-        unsigned cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            extra = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            extra = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            extra = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if ((size_t)(end - p) <= extra)
-            return 0;
-        for (size_t i = 1; i <= extra; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (p[i] & 0x3f);
-        }
-        static const unsigned min_cp[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[extra] || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
-            return 0;
-        p += extra + 1;
-    }
-    return 1;
+    return lk__utf8_valid(name, len, 1);
 }
 
 static int copy_text(sqlite3_stmt *st, int col, char *dst, size_t cap)

@@ -42,44 +42,6 @@ struct lk_claims {
 
 /* ---- minting ---------------------------------------------------------- */
 
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t extra;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            extra = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            extra = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            extra = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (n - i <= extra)
-            return 0;
-        for (size_t k = 1; k <= extra; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        /* Overlong forms, surrogates and values past U+10FFFF. */
-        if ((extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-            return 0;
-        i += extra + 1;
-    }
-    return 1;
-}
-
 /* Writes `s` as a JSON string literal (quotes included) at `out`, which
  * must hold 6 * n + 3 bytes. Returns the bytes written. */
 static size_t json_quote(const char *s, size_t n, char *out)
@@ -111,7 +73,7 @@ static int check_text_option(const char *s, size_t max, const char *what,
     *len = strlen(s);
     if (*len == 0 || *len > max)
         return lk__fail(err, LK_EINVAL, "%s must be 1-%zu bytes", what, max);
-    if (!utf8_valid((const unsigned char *)s, *len))
+    if (!lk__utf8_valid(s, *len, 0))
         return lk__fail(err, LK_EINVAL, "%s is not valid UTF-8", what);
     return LK_OK;
 }
