@@ -15,14 +15,14 @@
  *     evicted, so a workspace at or under its fair share never loses one
  *     to another workspace's churn.
  *   - An evicted channel with messages leaves a seq record (about 64
- *     bytes: a hash of its workspace and name, and its seq), and the
- *     channel comes back with that seq. At most LK_CHAN_SEQ_KEPT_MAX
- *     records are kept (about 6.4 MiB), shared out like idle channels.
+ *     bytes: two independently seeded hashes of its workspace and name,
+ *     and its seq), and the channel comes back with that seq. At most
+ *     LK_CHAN_SEQ_KEPT_MAX records are kept (about 6.4 MiB), shared out
+ *     like idle channels.
  *   - A record dropped from a workspace over its share is folded into that
  *     workspace's floor table (LK_CHAN_SEQ_FLOOR_SLOTS seqs, 2 KiB, kept
- *     for the process's life): a new channel there starts above the
- *     highest seq dropped into its slot. Hash collisions likewise only
- *     make a seq jump forward, never back.
+ *     for the process's life): a new channel there starts at the highest
+ *     seq dropped into its slot, a slot shared by names hashing alike.
  * So seq grows by exactly 1 per message unless a workspace alone churns
  * through more than its share of records; then it may jump forward.
  * Workspace records are freed once empty and floor-less; their number is

@@ -24,8 +24,10 @@ int lk_fanout_publish(lk_broker *b, lk_channel *ch, const char *data,
 
 /* The first half of a publish: takes the channel's next seq, serializes
  * the message frame (f->seq) and records it in the history. Lets a
- * publisher queue its ack before its own copy of the message. Returns the
- * frame (the caller's reference), or NULL on failure with no seq taken. */
+ * publisher queue its ack before its own copy of the message. With history
+ * on, the frame is trimmed to LK_FRAME_SLACK_MAX spare bytes, the most the
+ * history's byte count allows for. Returns the frame (the caller's
+ * reference), or NULL on failure with no seq taken. */
 lk_frame *lk_fanout_build(lk_broker *b, lk_channel *ch, const char *data,
                           size_t len, const char *from);
 /* The second half: queues `f` on every subscriber of `ch` and drops the

@@ -320,8 +320,27 @@ async def test_broker_idle_and_stops(env):
     used = cpu_seconds(pid) - c0
     print("     %.2f CPU seconds over %.1fs of quiet" % (used, IDLE_WINDOW))
     h.check(used <= IDLE_CPU_MAX, "the broker used %.2f CPU seconds while idle" % used)
-    rc, secs = await asyncio.to_thread(env.b.signal_and_wait, signal.SIGTERM,
-                                       h.T(STOP_DEADLINE))
+    # Stop with connections in every state: kept alive after an answer, mid
+    # head, mid body, and a WebSocket behind the gate.
+    tok = h.mint(env.key, {"*": BOTH})
+    open_conns = [Client(env.b.port) for _ in range(4)]
+    try:
+        kept, mid_head, mid_body, ws = open_conns
+        kept.send(get())
+        h.eq(kept.statuses(1), [200], "kept-alive connection")
+        mid_head.send(b"GET /healthz HTTP/1.1\r\nHo")
+        mid_body.send(post(body=b"{" + b" " * 100 + b"}")[:-20])
+        ws.send(get())
+        h.eq(ws.statuses(1), [200], "request before the upgrade")
+        ws.send(upgrade("/v1/realtime", "latchkey.v1, bearer." + tok))
+        h.eq(ws.statuses(1), [101], "upgrade behind the gate")
+        await asyncio.sleep(0.1)
+        rc, secs = await asyncio.to_thread(env.b.signal_and_wait, signal.SIGTERM,
+                                           h.T(STOP_DEADLINE))
+    finally:
+        for c in open_conns:
+            c.close()
+    print("     exit %d %.2fs after SIGTERM" % (rc, secs))
     h.eq(rc, 0, "exit code after SIGTERM")
     h.check(secs <= STOP_DEADLINE, "exited %.2fs after SIGTERM" % secs)
 
