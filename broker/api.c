@@ -17,7 +17,7 @@
 #include "apikey.h"
 #include "codec.h"
 #include "fanout.h"
-#include "prelude.h"
+#include "gate.h"
 #include "ratelimit.h"
 
 #define CHANNELS_PREFIX "/v1/channels/"
@@ -659,7 +659,7 @@ void lk_api_observe(lk_broker *b, struct lws *wsi, int method, const char *route
         lk_log_str(&l, "workspace", resp->workspace);
     }
     char ip[64];
-    const char *peer = wsi ? lk_prelude_peer(wsi, ip, sizeof ip) : NULL;
+    const char *peer = wsi ? lk_gate_peer(wsi, ip, sizeof ip) : NULL;
     if (peer)
         lk_log_str(&l, "ip", peer);
     lk_log_end(&l);

@@ -6,6 +6,7 @@ set(LK_BROKER_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/metrics.c
   ${CMAKE_CURRENT_LIST_DIR}/listener.c
   ${CMAKE_CURRENT_LIST_DIR}/prelude.c
+  ${CMAKE_CURRENT_LIST_DIR}/gate.c
   ${CMAKE_CURRENT_LIST_DIR}/http.c
   ${CMAKE_CURRENT_LIST_DIR}/auth.c
   ${CMAKE_CURRENT_LIST_DIR}/keystore.c
@@ -40,7 +41,7 @@ install(FILES ${CMAKE_CURRENT_LIST_DIR}/latchkey.sysusers
 if(LK_WITH_TESTS)
   enable_testing()
   set(lk_bt_dir ${PROJECT_SOURCE_DIR}/tests/unit/broker)
-  set(lk_bt_prelude ${CMAKE_CURRENT_LIST_DIR}/prelude.c)
+  set(lk_bt_prelude ${CMAKE_CURRENT_LIST_DIR}/prelude.c ${CMAKE_CURRENT_LIST_DIR}/gate.c)
   set(lk_bt_channel ${CMAKE_CURRENT_LIST_DIR}/channel.c)
   set(lk_bt_config ${CMAKE_CURRENT_LIST_DIR}/config.c ${CMAKE_CURRENT_LIST_DIR}/log.c)
   set(lk_bt_ratelimit ${CMAKE_CURRENT_LIST_DIR}/ratelimit.c)

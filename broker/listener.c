@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "gate.h"
 #include "http.h"
 #include "prelude.h"
 #include "session.h"
@@ -72,7 +73,7 @@ static int main_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
             lk_prelude_destroy(b, wsi, user);
         } else if (p->id == LK_PROTO_MAIN) {
             b->sockets--;
-            lk_prelude_forget(wsi);
+            lk_gate_forget(wsi);
             if (user && *(int *)user == LK_CONN_WS)
                 lk_session_cleanup(b, user);
             else
@@ -270,16 +271,22 @@ int lk_listener_start(lk_broker *b, char *why, size_t why_len)
     if (tx < LK_PACK_BYTES + 1024)
         tx = LK_PACK_BYTES + 1024;
 
+    /* lws binds a WebSocket upgrade to any protocol on the vhost whose name
+     * the client offers in Sec-WebSocket-Protocol. The internal ones carry
+     * parentheses, which lws's tokenizer splits on (RFC 7230 delimiters),
+     * so no offer can name them: a client cannot get an unauthenticated
+     * WebSocket on the acceptor or the prelude, which the socket count
+     * would also lose track of. */
     struct lws_protocols *p = b->protocols;
     memset(p, 0, sizeof b->protocols);
     p[LK_PROTO_MAIN] = (struct lws_protocols){"latchkey.v1", main_cb, pss, 0,
                                               LK_PROTO_MAIN, NULL, tx};
-    p[LK_PROTO_ACCEPTOR] = (struct lws_protocols){"lk-acceptor", acceptor_cb, 0, 0,
+    p[LK_PROTO_ACCEPTOR] = (struct lws_protocols){"(acceptor)", acceptor_cb, 0, 0,
                                                   LK_PROTO_ACCEPTOR, NULL, 0};
-    p[LK_PROTO_PRELUDE] = (struct lws_protocols){"lk-prelude", prelude_cb,
+    p[LK_PROTO_PRELUDE] = (struct lws_protocols){"(prelude)", prelude_cb,
                                                  lk_prelude_conn_size(), 0,
                                                  LK_PROTO_PRELUDE, NULL, 0};
-    p[LK_PROTO_SIGNAL] = (struct lws_protocols){"lk-signal", signal_cb, 0, 0,
+    p[LK_PROTO_SIGNAL] = (struct lws_protocols){"(signal)", signal_cb, 0, 0,
                                                 LK_PROTO_SIGNAL, NULL, 0};
 
     b->retry = (lws_retry_bo_t){
@@ -316,14 +323,14 @@ int lk_listener_start(lk_broker *b, char *why, size_t why_len)
     lws_sock_file_fd_type d;
     d.filefd = b->listen_fd;
     b->acceptor = lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_RAW_FILE_DESC, d,
-                                             "lk-acceptor", NULL);
+                                             p[LK_PROTO_ACCEPTOR].name, NULL);
     if (!b->acceptor) {
         snprintf(why, why_len, "cannot adopt the listen socket");
         goto fail;
     }
     d.filefd = b->signal_fd;
-    if (!lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_RAW_FILE_DESC, d, "lk-signal",
-                                    NULL)) {
+    if (!lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_RAW_FILE_DESC, d,
+                                    p[LK_PROTO_SIGNAL].name, NULL)) {
         snprintf(why, why_len, "cannot adopt the signal descriptor");
         goto fail;
     }

@@ -18,29 +18,11 @@
  *   `bearer.` entries leave Sec-WebSocket-Protocol and the first non-empty
  *   one becomes the request's only Authorization header.
  *
- * - Anything else (plain HTTP, malformed heads) goes through the gate: lws
- *   gets one end of a socketpair and the gate passes it the client's
- *   requests one at a time, each only once lws has read all of the
- *   previous one. lws 4.1.6 must never find the head of a request with a
- *   body among bytes it read together with an earlier request: it then
- *   parses that head from its buffered-input list and, in lws_http_action,
- *   feeds the head itself to HTTP_BODY and loops forever once the
- *   connection goes back to keep-alive (or frees the connection twice if
- *   it closes instead). Pipelined requests did exactly that, spinning the
- *   service loop so that even SIGTERM went unread. The gate frames
- *   requests the way lws does (Content-Length) and refuses what the two
- *   could read differently: bare CR or LF, obs-fold, odd header names,
- *   repeated or loose Content-Length, Transfer-Encoding, a POST, PUT or
- *   PATCH without Content-Length (lws would take the next 100 MiB as its
- *   body), odd methods or versions (400), heads over LK_PRELUDE_MAX (431).
- *   An upgrade arriving on a kept-alive connection turns the gate into a
- *   plain byte pipe, for the same reason as above. Answers flow back
- *   unchanged; once lws closes its end, the gate sends its own refusal if
- *   it has one, shuts down its write side and reads until the client
- *   closes (briefly), so the last answer is not lost to a reset.
- *
- * A gated connection costs a socketpair (two descriptors) and one copy per
- * direction; lws sees the client's address through lk_prelude_peer.
+ * - Anything else (plain HTTP, malformed heads) goes behind the request
+ *   gate (gate.h), which hands lws one request at a time over a
+ *   socketpair. lk_prelude_frame is the gate's (and the upgrade check's)
+ *   strict reading of a head: what it accepts, lws 4.1.6 frames the same
+ *   way; the rest is refused (400; 431 for heads over LK_PRELUDE_MAX).
  *
  * Thread safety: service loop thread only. lk_prelude_rewrite,
  * lk_prelude_head_end and lk_prelude_frame are pure.
@@ -79,9 +61,11 @@ typedef struct lk_prelude_req {
 /* Refusals of lk_prelude_frame. */
 typedef enum lk_prelude_verdict {
     LK_PRELUDE_OK = 0,
-    LK_PRELUDE_MALFORMED,     /* 400 */
-    LK_PRELUDE_CHUNKED,       /* 400: Transfer-Encoding */
-    LK_PRELUDE_NO_LENGTH,     /* 400: POST, PUT or PATCH without Content-Length */
+    LK_PRELUDE_MALFORMED,     /* bare CR or LF, obs-fold, odd names, methods,
+                                 versions, targets or Content-Length values */
+    LK_PRELUDE_CHUNKED,       /* Transfer-Encoding (lws ignores it) */
+    LK_PRELUDE_NO_LENGTH,     /* POST, PUT or PATCH without Content-Length:
+                                 lws would read the next 100 MiB as its body */
 } lk_prelude_verdict;
 
 /* Checks the request head in[0..head_len) (head_len as returned by
@@ -104,13 +88,5 @@ int lk_prelude_callback(lk_broker *b, struct lws *wsi,
 /* Releases a prelude connection (WSI_DESTROY) and settles the socket
  * count when it never reached lws's HTTP server. */
 void lk_prelude_destroy(lk_broker *b, struct lws *wsi, void *user);
-
-/* The client's address for a wsi of lws's HTTP server (`buf` holds it),
- * also when the gate stands in between; NULL if unknown. */
-const char *lk_prelude_peer(struct lws *wsi, char *buf, size_t len);
-
-/* Frees what the gate attached to a wsi of lws's HTTP server; called from
- * its WSI_DESTROY. */
-void lk_prelude_forget(struct lws *wsi);
 
 #endif

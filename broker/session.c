@@ -10,7 +10,7 @@
 #include "auth.h"
 #include "codec.h"
 #include "fanout.h"
-#include "prelude.h"
+#include "gate.h"
 
 enum { S_NEW = 0, S_OPEN, S_CLOSING };
 enum { T_NONE = 0, T_WARN, T_EXPIRE, T_CLOSE_ACK };
@@ -306,7 +306,7 @@ static void on_timer(lws_sorted_usec_list_t *sul)
 static void log_peer(lk_logline *l, struct lws *wsi)
 {
     char ip[64];
-    const char *p = lk_prelude_peer(wsi, ip, sizeof ip);
+    const char *p = lk_gate_peer(wsi, ip, sizeof ip);
     lk_log_str(l, "ip", p ? p : "");
 }
 

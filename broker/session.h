@@ -8,10 +8,12 @@
  * space). It is set up in ESTABLISHED and torn down in CLOSED (or, as a
  * safety net, WSI_DESTROY); everything it owns is released there.
  *
- * Closing is always deferred to WRITEABLE: lk_session_close records the
- * code, optionally queues a final `error` frame, and asks for WRITEABLE,
- * where the queue is flushed and the close frame sent. A timeout makes
- * sure a peer that stopped reading is dropped anyway.
+ * Closing is always deferred to WRITEABLE: a close records the code,
+ * optionally queues a final `error` frame, and asks for WRITEABLE, where
+ * the queue is flushed and the close handed to lws, which sends the Close
+ * frame and then waits (briefly) for the client's own before dropping
+ * TCP, as RFC 6455 7.1.1 wants. A timeout makes sure a peer that stopped
+ * reading is dropped anyway.
  *
  * Thread safety: service loop thread only.
  */

@@ -226,6 +226,13 @@ async def test_upgrades_and_bearer_heads(env):
     await case(env, "unknown upgrade + POST", get("/healthz", "Upgrade: h2c\r\n") + post(),
                2)
     await case(env, "CONNECT + POST", b"CONNECT x:1 HTTP/1.1\r\n\r\n" + post(), 2)
+    # lws would bind an upgrade to any protocol of the vhost that the client
+    # names; the broker's internal ones must not be reachable that way.
+    for proto in ("(acceptor)", "(prelude)", "(signal)", "acceptor", "prelude",
+                  "lk-acceptor", "lk-prelude", "lk-signal", '"(prelude)"'):
+        got = await case(env, "upgrade offering %s" % proto,
+                         upgrade("/v1/realtime", proto), 1)
+        h.check(101 not in got, "upgrade accepted on the internal protocol %s" % proto)
 
 
 async def test_upgrade_on_a_kept_alive_connection(env):
@@ -320,6 +327,9 @@ async def test_broker_idle_and_stops(env):
     used = cpu_seconds(pid) - c0
     print("     %.2f CPU seconds over %.1fs of quiet" % (used, IDLE_WINDOW))
     h.check(used <= IDLE_CPU_MAX, "the broker used %.2f CPU seconds while idle" % used)
+    status, _, body = await asyncio.to_thread(h.http_request, env.b.port, "GET", "/metrics")
+    gauge = [l for l in body.decode().splitlines() if l.startswith("latchkey_sockets ")]
+    h.eq(gauge, ["latchkey_sockets 1"], "open connections counted once every case closed")
     # Stop with connections in every state: kept alive after an answer, mid
     # head, mid body, and a WebSocket behind the gate.
     tok = h.mint(env.key, {"*": BOTH})
