@@ -38,6 +38,11 @@ int lk_auth_origin_ok(lk_broker *b, struct lws *wsi)
     if (!b->cfg->n_origins)
         return 1;
     int n = lws_hdr_copy(wsi, b->scratch, (int)b->scratch_cap, WSI_TOKEN_ORIGIN);
+    /* Browsers always send Origin; a client without one is not a browser,
+     * and such a client could send any Origin it liked, so refusing it
+     * would protect nothing. */
+    if (n == 0 && lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) == 0)
+        return 1;
     if (n <= 0)
         return 0;
     return lk_config_origin_allowed(b->cfg, b->scratch, (size_t)n);

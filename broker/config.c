@@ -64,7 +64,7 @@ static const opt options[] = {
     {"ping-interval", OPT_INT, OFF(ping_interval), 1, 3600, "25", "SECONDS",
      "WebSocket ping interval; a peer silent for twice this is dropped", 0},
     {"allowed-origins", OPT_ORIGINS, OFF(allowed_origins), 0, 0, "", "LIST",
-     "comma-separated exact origins; when set, others are refused", 1},
+     "comma-separated exact origins; when set, upgrades with another Origin are refused (clients sending none are not browsers and pass)", 1},
     {"log-level", OPT_LEVEL, OFF(log_level), 0, 0, "info", "LEVEL",
      "debug|info|warn|error", 1},
     {"log-file", OPT_STR, OFF(log_file), 0, 0, "", "PATH",

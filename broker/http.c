@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "api.h"
 #include "codec.h"
 #include "metrics.h"
@@ -149,6 +151,9 @@ void lk_http_cleanup(void *user)
         return;
     free(c->path);
     free(c->body);
+    /* A /v1/tokens answer holds a client token. */
+    if (c->resp.buf)
+        OPENSSL_cleanse(c->resp.buf, LWS_PRE + c->resp.len);
     free(c->resp.buf);
     memset(c, 0, sizeof *c);
     c->kind = LK_CONN_HTTP;

@@ -194,9 +194,12 @@ async def test_origin_allow_list(env):
         c, _ = await h.connect_ok(env, env.origin, tok, origin=origin)
         await c.close()
     for origin in ("http://evil.example", "http://good.example.evil.example",
-                   "https://good.example", "http://good.example:8080", "null", None):
+                   "https://good.example", "http://good.example:8080", "null"):
         how = await h.not_welcomed(env, env.origin, tok, origin=origin)
         print("     origin %s: %s" % (origin, how))
+    # No Origin at all: not a browser, so the allow-list does not apply.
+    c, _ = await h.connect_ok(env, env.origin, tok, origin=None)
+    await c.close()
     c, _ = await h.connect_ok(env, env.rl, tok, origin="http://evil.example")
 
 
