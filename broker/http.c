@@ -293,7 +293,15 @@ static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *p
 
 static int on_body(struct lws *wsi, lk_http_conn *c, const char *in, size_t len)
 {
-    if (c->deferred || c->too_large) {
+    /* Body bytes with no request of ours in progress: after a bodyless
+     * request completes, lws may rebind the protocol and hand further bytes
+     * to a fresh, untagged block that lk_http_cleanup would never free.
+     * Nothing can be framed from them, so the connection ends. */
+    if (c->kind != LK_CONN_HTTP || c->done)
+        return -1;
+    if (!len)
+        return 0;
+    if (c->deferred || c->too_large || !c->route || !c->route->reads_body) {
         /* Read and dropped, up to a point. */
         c->discarded += len;
         return c->discarded > LK_HTTP_DISCARD_MAX ? -1 : 0;

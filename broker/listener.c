@@ -1,5 +1,5 @@
 /* listener.c - listen socket, lws context, protocols and their dispatch. */
-#define _GNU_SOURCE /* accept4 */
+#define _GNU_SOURCE /* accept4, strcasestr */
 #include "listener.h"
 
 #include <errno.h>
@@ -25,6 +25,20 @@
  * pointer the broker keeps, set while a context exists. */
 static lk_log *lws_log_sink;
 
+/* Markers of anything lws might echo that could hold a credential: token
+ * parameters and headers, a JWT's base64url header, and API keys. Case is
+ * ignored (headers and query names arrive in any case) except for the JWT
+ * marker, whose case is fixed by base64url and too short to fold. */
+static int may_hold_credential(const char *line)
+{
+    static const char *const folded[] = {"access_token", "bearer", "authorization",
+                                         "lk_live_", "lk_sbx_"};
+    for (size_t i = 0; i < sizeof folded / sizeof folded[0]; i++)
+        if (strcasestr(line, folded[i]))
+            return 1;
+    return strstr(line, "eyJ") != NULL;
+}
+
 static void lws_log_emit(int level, const char *line)
 {
     if (!lws_log_sink)
@@ -36,7 +50,7 @@ static void lws_log_emit(int level, const char *line)
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
     /* Never let a credential that lws might echo reach the log. */
-    if (strstr(line, "access_token") || strstr(line, "earer") || strstr(line, "eyJ"))
+    if (may_hold_credential(line))
         line = "(message withheld: it may contain a credential)", n = strlen(line);
     lk_logline l;
     if (lk_log_begin(&l, lws_log_sink, level & LLL_ERR ? LK_LOG_ERROR : LK_LOG_WARN,

@@ -18,6 +18,12 @@ enum { T_NONE = 0, T_WARN, T_EXPIRE, T_CLOSE_ACK };
 #define REPLY_BYTES 4096          /* any reply but `message` fits */
 #define QUEUE_INITIAL 8
 #define RATE_WINDOW_MS 10000
+/* In-band `auth` costs an ES256 verification each; a renewal is needed about
+ * once per token lifetime, so 5 per 10 s with a burst of 10 leaves honest
+ * clients (and retries after a refusal) untouched while capping what one
+ * connection can make the loop spend on signatures. */
+#define AUTH_RATE_PER_S 0.5
+#define AUTH_BURST 10.0
 #define CLOSE_GRACE_SECS 5        /* then a peer that stopped reading is cut */
 /* After our Close frame, how long the peer has to answer with its own;
  * shorter at shutdown, which must end within 2 s. */
@@ -46,6 +52,8 @@ struct lk_session {
 
     double tokens;                /* publish token bucket */
     int64_t bucket_us;
+    double auth_tokens;           /* `auth` token bucket */
+    int64_t auth_bucket_us;
     int64_t refused_since_ms;     /* start of the current 10 s window */
     uint64_t refused;
 
@@ -383,6 +391,8 @@ static void on_established(lk_broker *b, lk_session *s, struct lws *wsi)
     b->metrics.connections_total++;
     s->tokens = (double)b->cfg->publish_burst;
     s->bucket_us = lk_mono_us();
+    s->auth_tokens = AUTH_BURST;
+    s->auth_bucket_us = s->bucket_us;
 
     char out[REPLY_BYTES];
     send_text(s, out,
@@ -496,10 +506,24 @@ static int rate_ok(lk_session *s)
     return 0;
 }
 
-static void rate_limited(lk_session *s, const lk_request *req)
+static int auth_rate_ok(lk_session *s)
+{
+    int64_t now = lk_mono_us();
+    s->auth_tokens += (double)(now - s->auth_bucket_us) * AUTH_RATE_PER_S / 1e6;
+    s->auth_bucket_us = now;
+    if (s->auth_tokens > AUTH_BURST)
+        s->auth_tokens = AUTH_BURST;
+    if (s->auth_tokens >= 1.0) {
+        s->auth_tokens -= 1.0;
+        return 1;
+    }
+    return 0;
+}
+
+/* Refusals of publish and auth count toward the same 4429 rule. */
+static void rate_limited(lk_session *s, const lk_request *req, const char *msg)
 {
     lk_broker *b = s->b;
-    b->metrics.rate_limited++;
     int64_t now = lk_mono_us() / 1000;
     if (!s->refused || now - s->refused_since_ms >= RATE_WINDOW_MS) {
         s->refused_since_ms = now;
@@ -516,10 +540,10 @@ static void rate_limited(lk_session *s, const lk_request *req)
             lk_log_end(&l);
         }
         close_with_error(s, 4429, "rate limited", req->has_id, req->id,
-                         "rate_limited", "publish rate exceeded");
+                         "rate_limited", msg);
         return;
     }
-    send_error(s, req->has_id, req->id, "rate_limited", "publish rate exceeded");
+    send_error(s, req->has_id, req->id, "rate_limited", msg);
 }
 
 static void op_publish(lk_session *s, const lk_request *req)
@@ -534,7 +558,8 @@ static void op_publish(lk_session *s, const lk_request *req)
         return;
     }
     if (!rate_ok(s)) {
-        rate_limited(s, req);
+        b->metrics.rate_limited++;
+        rate_limited(s, req, "publish rate exceeded");
         return;
     }
     size_t ws_len;
@@ -569,6 +594,10 @@ static void op_auth(lk_session *s, const lk_request *req)
     lk_broker *b = s->b;
     lk_error err = {0};
     lk_claims *nc = NULL;
+    if (!auth_rate_ok(s)) {
+        rate_limited(s, req, "auth rate exceeded");
+        return;
+    }
     int rc = lk_auth_verify(b, req->token.p, req->token.len, &nc, &err);
     if (rc != LK_OK) {
         send_error(s, req->has_id, req->id, lk_auth_error_code(rc),
@@ -610,7 +639,7 @@ static void op_auth(lk_session *s, const lk_request *req)
                                       lk_claims_exp(nc)), 0);
     arm_expiry(s);
     lk_logline l;
-    if (lk_log_begin(&l, b->log, LK_LOG_INFO, "token renewed")) {
+    if (lk_log_begin(&l, b->log, LK_LOG_DEBUG, "token renewed")) {
         lk_log_str(&l, "conn_id", s->conn_id);
         lk_log_str(&l, "kid", lk_claims_kid(nc));
         lk_log_int(&l, "expires_at", lk_claims_exp(nc));

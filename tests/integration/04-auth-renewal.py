@@ -4,6 +4,7 @@ workspace required, narrower capabilities drop subscriptions, refused
 renewals keep the old token (SPEC 4)."""
 
 import asyncio
+import json
 import time
 
 import lkharness as h
@@ -155,8 +156,43 @@ async def test_bad_new_tokens(env):
     h.eq(r["op"], "ack", "old token's rights intact")
 
 
+def json_or_none(line):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None  # a wrapper's own report (valgrind)
+
+
+async def test_auth_burst_rate_limited(env):
+    """`auth` costs a signature verification each, so a connection gets a
+    small budget (burst 10, then 0.5/s); refusals echo the id, are below the
+    4429 threshold, and leave the connection and its token working."""
+    c, _ = await h.connect_ok(env, env.b, h.mint(env.key, sub="burst"))
+    tok = h.mint(env.key, sub="burst", ttl=900)
+    for i in range(30):
+        await c.send({"op": "auth", "id": 100 + i, "token": tok})
+    replies = [await c.recv() for _ in range(30)]
+    h.eq([m.get("id") for m in replies], list(range(100, 130)), "every auth answered, in order")
+    authed = [m for m in replies if m["op"] == "authed"]
+    limited = [m for m in replies if m["op"] == "error" and m.get("code") == "rate_limited"]
+    h.eq(len(authed) + len(limited), 30, "replies are authed or rate_limited: %r"
+         % [m.raw[:120] for m in replies if m not in authed and m not in limited])
+    h.check(10 <= len(authed) <= 12, "the burst is honoured, then limited (%d authed)"
+            % len(authed))
+    h.eq([m["op"] for m in replies[:10]], ["authed"] * 10, "the first ten pass")
+    h.check(all(tok not in m.raw for m in limited), "errors do not echo the token")
+    h.eq(await c.ping(), [], "connection survives the refusals")
+    ch = h.channel("burst")
+    r = await c.request({"op": "publish", "id": 1, "channel": ch, "data": 1})
+    h.eq(r["op"], "ack", "token still in force")
+    renewed = [o for o in map(json_or_none, list(env.b.lines))
+               if isinstance(o, dict) and o.get("msg") == "token renewed"]
+    h.check(renewed and all(o.get("level") == "debug" for o in renewed),
+            "renewals are logged at debug level")
+
+
 h.main(setup, [test_renewal_outlives_first_token,
                test_renewal_with_another_key_of_the_workspace, test_renewal_without_id,
                test_different_sub_refused, test_other_workspace_refused,
                test_narrower_cap_drops_subscriptions, test_expired_new_token,
-               test_bad_new_tokens])
+               test_bad_new_tokens, test_auth_burst_rate_limited])
