@@ -769,8 +769,9 @@ static void put_op_id(wbuf *w, const char *head, size_t head_len, int has_id, in
     }
 }
 
-#define OP_HEAD(w, op, has_id, id) \
-    put_op_id((w), "{\"op\":\"" op "\"", sizeof("{\"op\":\"" op "\"") - 1, (has_id), (id))
+/* The opening `{"op":"name"` of a frame and its length, for a literal op. */
+#define OP_LIT(op) "{\"op\":\"" op "\"", sizeof("{\"op\":\"" op "\"") - 1
+#define OP_HEAD(w, op, has_id, id) put_op_id((w), OP_LIT(op), (has_id), (id))
 
 static size_t done(const wbuf *w)
 {
@@ -802,17 +803,26 @@ size_t lk_codec_welcome(char *out, size_t cap, const char *conn_id,
     return done(&w);
 }
 
-size_t lk_codec_subscribed(char *out, size_t cap, int has_id, int64_t id,
-                           lk_span channel, uint64_t seq)
+/* {"op":OP,"id":..,"channel":..,"seq":..}: `subscribed` and `ack` differ
+ * only in their op. */
+static size_t channel_seq_reply(char *out, size_t cap, const char *head,
+                                size_t head_len, int has_id, int64_t id,
+                                lk_span channel, uint64_t seq)
 {
     wbuf w = WBUF(out, cap);
-    OP_HEAD(&w, "subscribed", has_id, id);
+    put_op_id(&w, head, head_len, has_id, id);
     PUT_LIT(&w, ",\"channel\":");
     put_jstr(&w, channel.p, channel.len);
     PUT_LIT(&w, ",\"seq\":");
     put_u64(&w, seq);
     PUT_LIT(&w, "}");
     return done(&w);
+}
+
+size_t lk_codec_subscribed(char *out, size_t cap, int has_id, int64_t id,
+                           lk_span channel, uint64_t seq)
+{
+    return channel_seq_reply(out, cap, OP_LIT("subscribed"), has_id, id, channel, seq);
 }
 
 size_t lk_codec_unsubscribed(char *out, size_t cap, int has_id, int64_t id,
@@ -833,14 +843,7 @@ size_t lk_codec_unsubscribed(char *out, size_t cap, int has_id, int64_t id,
 size_t lk_codec_ack(char *out, size_t cap, int has_id, int64_t id,
                     lk_span channel, uint64_t seq)
 {
-    wbuf w = WBUF(out, cap);
-    OP_HEAD(&w, "ack", has_id, id);
-    PUT_LIT(&w, ",\"channel\":");
-    put_jstr(&w, channel.p, channel.len);
-    PUT_LIT(&w, ",\"seq\":");
-    put_u64(&w, seq);
-    PUT_LIT(&w, "}");
-    return done(&w);
+    return channel_seq_reply(out, cap, OP_LIT("ack"), has_id, id, channel, seq);
 }
 
 size_t lk_codec_authed(char *out, size_t cap, int has_id, int64_t id,
