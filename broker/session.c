@@ -459,10 +459,26 @@ static void op_subscribe(lk_session *s, const lk_request *req)
                                           req->channel, lk_channel_seq(ch)), 0);
     if (!req->has_since)
         return;
-    size_t n = lk_channel_history_len(ch);
-    for (size_t i = 0; i < n; i++) {
-        lk_frame *f = lk_channel_history_at(ch, i);
-        if (f->seq > req->since && queue_push(s, f, 0))
+    /* Replay the newest held messages that fit in half of the free send
+     * queue: a history deeper than the queue limits must not close the
+     * subscriber with 4408. Older ones are skipped; the client sees the gap
+     * in seq. */
+    const lk_config *cfg = b->cfg;
+    int64_t room_msgs = (cfg->send_queue_messages - (int64_t)s->qlen) / 2;
+    int64_t room_bytes = (cfg->send_queue_bytes - (int64_t)s->qbytes) / 2;
+    size_t n = lk_channel_history_len(ch), first = n;
+    int64_t msgs = 0, bytes = 0;
+    while (first > 0) {
+        lk_frame *f = lk_channel_history_at(ch, first - 1);
+        if (f->seq <= req->since || msgs + 1 > room_msgs ||
+            bytes + (int64_t)f->len > room_bytes)
+            break;
+        msgs++;
+        bytes += (int64_t)f->len;
+        first--;
+    }
+    for (size_t i = first; i < n; i++) {
+        if (queue_push(s, lk_channel_history_at(ch, i), 0))
             return;
     }
 }

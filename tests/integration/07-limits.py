@@ -25,6 +25,7 @@ def setup(env):
     env.origin = env.broker(env.reg, ["--allowed-origins", GOOD + ",http://also.example"])
     env.ping = env.broker(env.reg, ["--ping-interval", "1"])
     env.maxc = env.broker(env.reg, ["--max-connections", "3"])
+    env.deep = env.broker(env.reg, ["--history", "100", "--send-queue-messages", "20"])
 
 
 async def conn(env, broker, **kw):
@@ -174,6 +175,25 @@ async def test_configured_max_frame(env):
     h.eq(code, 4413, "close code for 1025 bytes")
 
 
+async def test_replay_deeper_than_send_queue(env):
+    """--history 100 with a 20-message send queue: since=0 replays the newest
+    messages that fit in half the free queue, contiguous up to the last seq,
+    and the subscriber is not closed as a slow consumer."""
+    ch = h.channel()
+    p, _ = await conn(env, env.deep)
+    for i in range(1, 61):
+        r = await p.request({"op": "publish", "id": i, "channel": ch, "data": i})
+        h.eq(r["seq"], i, "ack seq")
+    s, _ = await conn(env, env.deep)
+    r = await s.request({"op": "subscribe", "id": 1, "channel": ch, "since": 0})
+    h.eq(r["seq"], 60, "subscribed.seq")
+    seqs = [m["seq"] for m in await s.ping() if m.get("op") == "message"]
+    h.check(5 <= len(seqs) <= 10, "replay fits half the queue: %d messages" % len(seqs))
+    h.eq(seqs, list(range(61 - len(seqs), 61)), "the newest are replayed, in order")
+    await p.send({"op": "publish", "channel": ch, "data": 61})
+    await s.expect("message", channel=ch, seq=61)
+
+
 async def test_history_depth(env):
     c, _ = await conn(env, env.rl)
     ch = h.channel()
@@ -254,4 +274,5 @@ async def test_ping_timeout(env):
 h.main(setup, [test_rate_limit_flood_closes_4429,
                test_rate_limit_close_code_reaches_a_flooding_client, test_rate_limit_refills,
                test_max_subscriptions, test_configured_max_frame, test_history_depth,
+               test_replay_deeper_than_send_queue,
                test_origin_allow_list, test_max_connections, test_ping_timeout])
