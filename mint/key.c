@@ -183,6 +183,23 @@ static EVP_PKEY *pkey_from_params(OSSL_PARAM_BLD *bld, int selection)
     return pkey;
 }
 
+/* The contexts a key keeps so that each signature or verification costs
+ * no setup: a PKEY context initialised for signing (sign != 0) or
+ * verifying with SHA-256, the fetched digest and a digest context. 1 on
+ * success; on failure the caller's destroy frees whatever was made. */
+static int init_contexts(EVP_PKEY *pkey, int sign, EVP_PKEY_CTX **ctx,
+                         EVP_MD **sha, EVP_MD_CTX **md)
+{
+    *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    *sha = EVP_MD_fetch(NULL, "SHA256", NULL);
+    *md = EVP_MD_CTX_new();
+    if (!*ctx || !*sha || !*md)
+        return 0;
+    if ((sign ? EVP_PKEY_sign_init(*ctx) : EVP_PKEY_verify_init(*ctx)) != 1)
+        return 0;
+    return EVP_PKEY_CTX_set_signature_md(*ctx, *sha) == 1;
+}
+
 /* Builds the key handle from a checked kid and a candidate scalar:
  * range check, public point d*G, then the EVP_PKEY and signing context
  * (LIBNOTES: a private-only EVP_PKEY has no public half and cannot be
@@ -233,11 +250,7 @@ static int key_build(lk_env env, const char kid[LK_KID_HEX],
         rc = crypto_fail(err, "building the private key");
         goto done;
     }
-    k->sign_ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
-    k->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    k->md = EVP_MD_CTX_new();
-    if (!k->sign_ctx || !k->sha256 || !k->md || EVP_PKEY_sign_init(k->sign_ctx) != 1 ||
-        EVP_PKEY_CTX_set_signature_md(k->sign_ctx, k->sha256) != 1) {
+    if (!init_contexts(k->pkey, 1, &k->sign_ctx, &k->sha256, &k->md)) {
         rc = crypto_fail(err, "initialising the signing context");
         goto done;
     }
@@ -472,11 +485,7 @@ int lk_pubkey_create(const uint8_t raw[LK_PUBKEY_BYTES], lk_pubkey **out,
         rc = crypto_fail(err, "building the public key");
         goto done;
     }
-    k->verify_ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
-    k->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    k->md = EVP_MD_CTX_new();
-    if (!k->verify_ctx || !k->sha256 || !k->md || EVP_PKEY_verify_init(k->verify_ctx) != 1 ||
-        EVP_PKEY_CTX_set_signature_md(k->verify_ctx, k->sha256) != 1) {
+    if (!init_contexts(k->pkey, 0, &k->verify_ctx, &k->sha256, &k->md)) {
         rc = crypto_fail(err, "initialising the verification context");
         goto done;
     }

@@ -143,6 +143,17 @@ out:
     return rc;
 }
 
+/* {"url":..,"workspace":..}, the --json answer of logout and workspace use. */
+static int print_url_workspace(const char *url, const char *ws)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "url", url);
+        cJSON_AddStringToObject(o, "workspace", ws);
+    }
+    return cli_print_json(o);
+}
+
 int cli_cmd_logout(cli *c)
 {
     char url[CLI_URL_MAX];
@@ -168,12 +179,7 @@ int cli_cmd_logout(cli *c)
         rc = cli_creds_save(cr);
     if (rc == CLI_OK) {
         if (c->json) {
-            cJSON *o = cJSON_CreateObject();
-            if (o) {
-                cJSON_AddStringToObject(o, "url", url);
-                cJSON_AddStringToObject(o, "workspace", ws);
-            }
-            rc = cli_print_json(o);
+            rc = print_url_workspace(url, ws);
         } else {
             printf("Logged out of %s (workspace %s).\n", url, ws);
         }
@@ -203,12 +209,7 @@ int cli_cmd_workspace_use(cli *c)
             fprintf(stderr, "Note: no API key is stored for %s at %s yet; run "
                             "`latchkey login --key KEY --url %s`.\n", ws, url, url);
         if (c->json) {
-            cJSON *o = cJSON_CreateObject();
-            if (o) {
-                cJSON_AddStringToObject(o, "url", url);
-                cJSON_AddStringToObject(o, "workspace", ws);
-            }
-            rc = cli_print_json(o);
+            rc = print_url_workspace(url, ws);
         } else {
             printf("Default workspace for %s is now %s.\n", url, ws);
         }
