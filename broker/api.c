@@ -30,7 +30,6 @@
 
 struct lk_api {
     lk_apikeys *keys;
-    lk_ratelimit *rl;
     int64_t last_sweep;
 };
 
@@ -52,12 +51,6 @@ int lk_api_create(lk_broker *b, lk_api **out, char *why, size_t why_len)
         free(api);
         return -1;
     }
-    api->rl = lk_ratelimit_create();
-    if (!api->rl) {
-        snprintf(why, why_len, "out of memory");
-        lk_api_destroy(api);
-        return -1;
-    }
     api->last_sweep = (int64_t)time(NULL);
     *out = api;
     return 0;
@@ -68,7 +61,6 @@ void lk_api_destroy(lk_api *api)
     if (!api)
         return;
     lk_apikeys_destroy(api->keys);
-    lk_ratelimit_destroy(api->rl);
     free(api);
 }
 
@@ -208,7 +200,7 @@ static const lk_apikey *authenticate(const lk_http_req *req, lk_http_resp *resp)
     OPENSSL_cleanse(hdr, sizeof hdr);
 
     if (rc == LK_OK) {
-        b->metrics.api_auth[cached ? LK_APIAUTH_CACHED : LK_APIAUTH_VERIFIED]++;
+        LK_COUNT(b->metrics.api_auth[cached ? LK_APIAUTH_CACHED : LK_APIAUTH_VERIFIED]);
         snprintf(resp->kid, sizeof resp->kid, "%s", k->kid);
         snprintf(resp->workspace, sizeof resp->workspace, "%s", k->workspace);
         return k;
@@ -217,7 +209,7 @@ static const lk_apikey *authenticate(const lk_http_req *req, lk_http_resp *resp)
         internal_error(b, resp, err.message[0] ? err.message : lk_strerror(rc));
         return NULL;
     }
-    b->metrics.api_auth[LK_APIAUTH_REFUSED]++;
+    LK_COUNT(b->metrics.api_auth[LK_APIAUTH_REFUSED]);
     lk_logline l;
     if (lk_log_begin(&l, b->log, LK_LOG_INFO, "api key refused")) {
         lk_log_str(&l, "reason", n == 0 ? "no Authorization header"
@@ -240,7 +232,7 @@ static int rate_limit(const lk_http_req *req, const lk_apikey *k, lk_http_resp *
     const lk_rate *lim = k->env == LK_ENV_SBX ? &b->cfg->api_rate_sandbox
                                               : &b->cfg->api_rate_live;
     lk_rate_result r;
-    if (lk_ratelimit_hit(b->api->rl, k->workspace, lim->per_minute, lim->per_second,
+    if (lk_ratelimit_hit(b->api_limits, k->workspace, lim->per_minute, lim->per_second,
                          lk_now_ms(), &r)) {
         internal_error(b, resp, "rate limiter out of memory");
         return -1;
@@ -250,7 +242,7 @@ static int rate_limit(const lk_http_req *req, const lk_apikey *k, lk_http_resp *
     set_header_int(resp, "X-RateLimit-Reset:", r.reset);
     if (r.verdict == LK_RATE_OK)
         return 0;
-    b->metrics.api_rate_limited[r.verdict == LK_RATE_MINUTE ? 0 : 1]++;
+    LK_COUNT(b->metrics.api_rate_limited[r.verdict == LK_RATE_MINUTE ? 0 : 1]);
     set_header_int(resp, "Retry-After:", r.retry_after);
     char msg[MSG_BYTES];
     if (r.verdict == LK_RATE_MINUTE)
@@ -397,7 +389,7 @@ void lk_api_tokens(const lk_http_req *req, lk_http_resp *resp)
     OPENSSL_cleanse(body, (size_t)n);
     free(body);
     lk_http_resp_header(resp, "Cache-Control:", "no-store");
-    b->metrics.api_tokens_issued++;
+    LK_COUNT(b->metrics.api_tokens_issued);
 out:
     if (tok) {
         OPENSSL_cleanse(tok, strlen(tok));
@@ -585,11 +577,13 @@ void lk_api_publish(const lk_http_req *req, lk_http_resp *resp)
         free(frame);
         return;
     }
-    lk_channel *ch = lk_chanmap_get(b->channels, k->workspace, strlen(k->workspace),
-                                    chan, clen);
-    uint64_t seq = 0;
-    int rc = ch ? lk_fanout_publish(b, ch, data.p, data.len, NULL, &seq) : LK_ENOMEM;
+    lk_fanout_local loc;
+    int rc = lk_fanout_publish(b, k->workspace, strlen(k->workspace), chan, clen, data.p,
+                               data.len, NULL, &loc);
     free(frame);
+    uint64_t seq = loc.seq;
+    if (rc == LK_OK)
+        lk_fanout_finish(b, &loc);
     if (rc == LK_EINVAL) {
         lk_http_resp_error(resp, 413, "too_large", "data too large");
         return;

@@ -63,7 +63,7 @@ int lk_auth_verify(lk_broker *b, const char *tok, size_t len, lk_claims **out,
         o = LK_VERIFY_EXPIRED;
     else if (rc != LK_OK)
         o = lk_auth_close_code(rc) == 4403 ? LK_VERIFY_FORBIDDEN : LK_VERIFY_INVALID;
-    b->metrics.verifications[o]++;
+    LK_COUNT(b->metrics.verifications[o]);
     return rc;
 }
 

@@ -12,6 +12,7 @@ set(LK_BROKER_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/keystore.c
   ${CMAKE_CURRENT_LIST_DIR}/session.c
   ${CMAKE_CURRENT_LIST_DIR}/channel.c
+  ${CMAKE_CURRENT_LIST_DIR}/hub.c
   ${CMAKE_CURRENT_LIST_DIR}/fanout.c
   ${CMAKE_CURRENT_LIST_DIR}/codec.c
   ${CMAKE_CURRENT_LIST_DIR}/api.c
@@ -22,7 +23,7 @@ set(LK_BROKER_SOURCES
 add_executable(latchkey-broker ${LK_BROKER_SOURCES})
 target_include_directories(latchkey-broker PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(latchkey-broker PRIVATE latchkey::mint PkgConfig::LWS
-  PkgConfig::CJSON PkgConfig::CRYPTO PkgConfig::SSL lk_warnings)
+  PkgConfig::CJSON PkgConfig::CRYPTO PkgConfig::SSL Threads::Threads lk_warnings)
 install(TARGETS latchkey-broker RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/latchkey-broker.conf
   DESTINATION ${CMAKE_INSTALL_SYSCONFDIR}/latchkey)
@@ -42,7 +43,7 @@ if(LK_WITH_TESTS)
   enable_testing()
   set(lk_bt_dir ${PROJECT_SOURCE_DIR}/tests/unit/broker)
   set(lk_bt_prelude ${CMAKE_CURRENT_LIST_DIR}/prelude.c ${CMAKE_CURRENT_LIST_DIR}/gate.c)
-  set(lk_bt_channel ${CMAKE_CURRENT_LIST_DIR}/channel.c)
+  set(lk_bt_channel ${CMAKE_CURRENT_LIST_DIR}/channel.c ${CMAKE_CURRENT_LIST_DIR}/hub.c)
   set(lk_bt_config ${CMAKE_CURRENT_LIST_DIR}/config.c ${CMAKE_CURRENT_LIST_DIR}/log.c)
   set(lk_bt_ratelimit ${CMAKE_CURRENT_LIST_DIR}/ratelimit.c)
   set(lk_bt_apikey ${CMAKE_CURRENT_LIST_DIR}/apikey.c ${CMAKE_CURRENT_LIST_DIR}/keystore.c)
@@ -52,7 +53,7 @@ if(LK_WITH_TESTS)
       target_include_directories(test_broker_${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR}
         ${PROJECT_SOURCE_DIR}/tests/unit)
       target_link_libraries(test_broker_${t} PRIVATE latchkey::mint PkgConfig::LWS
-        PkgConfig::CRYPTO lk_warnings)
+        PkgConfig::CRYPTO Threads::Threads lk_warnings)
       add_test(NAME unit.broker_${t} COMMAND test_broker_${t})
       set_tests_properties(unit.broker_${t} PROPERTIES LABELS unit)
     endif()

@@ -1,12 +1,13 @@
 /*
- * broker.h - the state of one service loop: configuration, logger,
- * counters, key table, channel registry, the lws context and the list of
- * live sessions. Everything lives in one lk_broker owned by main(); the
- * only process-wide state is the lws log hook (see listener.c), so a later
- * change can run one loop per thread, each with its own SO_REUSEPORT
- * listener.
+ * broker.h - the state of one service thread: its configuration, counters,
+ * key table, lws context with its own SO_REUSEPORT listen socket, and the
+ * sessions it owns. main() runs one lk_broker per thread (--threads); what
+ * they share is the logger (thread-safe), the HTTP API's rate limits
+ * (thread-safe) and the hub (hub.h: channels, inboxes, socket count). The
+ * only other process-wide state is the lws log hook (see listener.c).
  *
- * Thread safety: every field belongs to the service loop thread.
+ * Thread safety: every field belongs to its service thread, except the
+ * shared pointers named above.
  */
 #ifndef LK_BROKER_BROKER_H
 #define LK_BROKER_BROKER_H
@@ -47,10 +48,12 @@ typedef struct lk_broker {
     lk_config *cfg;               /* replaced on SIGHUP */
     int argc;
     char **argv;
-    lk_log *log;
+    size_t thread;                /* 0 .. threads-1; 0 handles signals */
+    struct lk_hub *hub;           /* shared */
+    lk_log *log;                  /* shared */
+    struct lk_ratelimit *api_limits; /* shared (ratelimit.h) */
     lk_metrics metrics;
     lk_keystore *keys;
-    lk_chanmap *channels;
     struct lk_api *api;           /* HTTP API state (api.h) */
     struct lk_tls *tls;           /* NULL without --tls-cert (tls.h) */
 
@@ -64,12 +67,14 @@ typedef struct lk_broker {
     lws_sorted_usec_list_t sul_poll;
     lws_sorted_usec_list_t sul_stop;
     lws_sorted_usec_list_t sul_accept;
-    int signal_fd;                /* -1 once lws owns it */
+    int signal_fd;                /* thread 0; -1 once lws owns it */
+    unsigned reloads;             /* hub reload requests handled */
+    struct lk_hub_entry *inbox;   /* taken from the hub, delivered up to */
+    size_t inbox_n, inbox_i;      /* inbox_i (fanout.c) */
 
     lk_session *sessions;         /* every WebSocket session */
     size_t nsessions;
-    size_t open_sessions;         /* sessions past a successful connect */
-    size_t sockets;               /* open TCP connections */
+    size_t open_sessions;         /* sessions past a successful connect (LK_COUNT: read by /metrics on any thread) */
     size_t fd_limit;              /* soft RLIMIT_NOFILE after raising it */
     uint64_t destroyed;           /* WSI_DESTROY events seen */
     uint64_t polls;               /* key registry polls so far */
@@ -106,7 +111,11 @@ static inline int64_t lk_mono_us(void)
  * limit allows. */
 size_t lk_broker_socket_limit(const lk_broker *b);
 
-/* Signal delivered through the signalfd (main.c). */
+/* Signal delivered through the signalfd (thread 0; main.c). */
 void lk_broker_signal(lk_broker *b, int signo);
+
+/* The thread was woken by another (hub.h): delivers posted messages and
+ * acts on stop and reload requests (main.c). */
+void lk_broker_wake(lk_broker *b);
 
 #endif

@@ -63,13 +63,14 @@ struct lk_channel {
     wsrec *ws;
     lk_channel *iprev, *inext;    /* the workspace's idle list */
     int idle;
-    lk_sub *subs;
-    size_t nsubs;
+    lk_sub **subs;                /* per service thread, map->nthreads heads */
+    size_t nsubs;                 /* all threads */
+    size_t pins;                  /* undelivered inbox entries (lk_chanmap_pin) */
     uint64_t seq;
     hslot *hist;                  /* ring of hist_cap slots, grown on demand */
     size_t hist_cap, hist_start, hist_len, hist_bytes;
     uint8_t ws_len, name_len;
-    char key[];                   /* workspace '\0' name '\0' */
+    char *key;                    /* workspace '\0' name '\0', after subs */
 };
 
 enum { BY_IDLE, BY_REC };
@@ -85,6 +86,7 @@ struct lk_chanmap {
     wsheap heap[2];
     size_t nsubs;
     size_t history;
+    size_t nthreads;
     size_t nidle, nrec;
     hslot *oldest, *newest;       /* every history entry */
     size_t hist_bytes;            /* charged, all channels */
@@ -526,8 +528,10 @@ static void idle_add(lk_chanmap *map, lk_channel *ch)
     evict_idle(map, ch);
 }
 
-lk_chanmap *lk_chanmap_create(size_t history)
+lk_chanmap *lk_chanmap_create(size_t history, size_t nthreads)
 {
+    if (nthreads < 1 || nthreads > LK_THREADS_MAX)
+        return NULL;
     lk_chanmap *map = calloc(1, sizeof *map);
     if (!map)
         return NULL;
@@ -539,6 +543,7 @@ lk_chanmap *lk_chanmap_create(size_t history)
         return NULL;
     }
     map->history = history;
+    map->nthreads = nthreads;
     uint64_t seeds[2];
     if (RAND_bytes((unsigned char *)seeds, sizeof seeds) != 1) {
         seeds[0] = (uint64_t)(uintptr_t)map;
@@ -558,11 +563,13 @@ void lk_chanmap_destroy(lk_chanmap *map)
         while (e) {
             hnode *next = e->next;
             lk_channel *ch = (lk_channel *)e;
-            lk_sub *s = ch->subs;
-            while (s) {
-                lk_sub *sn = s->cnext;
-                free(s);
-                s = sn;
+            for (size_t t = 0; t < map->nthreads; t++) {
+                lk_sub *s = ch->subs[t];
+                while (s) {
+                    lk_sub *sn = s->cnext;
+                    free(s);
+                    s = sn;
+                }
             }
             hist_clear(map, ch);
             free(ch);
@@ -641,11 +648,16 @@ lk_channel *lk_chanmap_get(lk_chanmap *map, const char *ws, size_t ws_len,
     wsrec *w = ws_get(map, ws, ws_len);
     if (!w)
         return NULL;
-    ch = calloc(1, sizeof *ch + ws_len + name_len + 2);
+    /* One allocation: the struct, its per-thread heads, then the key. */
+    size_t heads = map->nthreads * sizeof(lk_sub *);
+    size_t key_at = (sizeof *ch + sizeof(lk_sub *) - 1) / sizeof(lk_sub *) * sizeof(lk_sub *);
+    ch = calloc(1, key_at + heads + ws_len + name_len + 2);
     if (!ch) {
         ws_release(map, w);
         return NULL;
     }
+    ch->subs = (lk_sub **)((char *)ch + key_at);
+    ch->key = (char *)ch->subs + heads;
     ch->h.hash = h;
     ch->ws = w;
     ch->ws_len = (uint8_t)ws_len;
@@ -666,18 +678,23 @@ lk_channel *lk_chanmap_get(lk_chanmap *map, const char *ws, size_t ws_len,
     return ch;
 }
 
-lk_sub *lk_chanmap_subscribe(lk_chanmap *map, lk_channel *ch, void *owner,
-                             lk_sublist *sl)
+lk_sub *lk_chanmap_subscribe(lk_chanmap *map, lk_channel *ch, size_t thread,
+                             void *owner, lk_sublist *sl)
 {
+    if (thread >= map->nthreads)
+        return NULL;
     lk_sub *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     s->ch = ch;
     s->owner = owner;
-    s->cnext = ch->subs;
-    if (ch->subs)
-        ch->subs->cprev = s;
-    ch->subs = s;
+    s->thread = thread;
+    s->from_seq = ch->seq;
+    lk_sub **head = &ch->subs[thread];
+    s->cnext = *head;
+    if (*head)
+        (*head)->cprev = s;
+    *head = s;
     ch->nsubs++;
     s->snext = sl->head;
     if (sl->head)
@@ -695,7 +712,7 @@ void lk_chanmap_unsubscribe(lk_chanmap *map, lk_sublist *sl, lk_sub *s)
     if (s->cprev)
         s->cprev->cnext = s->cnext;
     else
-        ch->subs = s->cnext;
+        ch->subs[s->thread] = s->cnext;
     if (s->cnext)
         s->cnext->cprev = s->cprev;
     if (s->sprev)
@@ -708,7 +725,19 @@ void lk_chanmap_unsubscribe(lk_chanmap *map, lk_sublist *sl, lk_sub *s)
     sl->count--;
     map->nsubs--;
     free(s);
-    if (ch->nsubs == 0)
+    if (ch->nsubs == 0 && ch->pins == 0)
+        idle_add(map, ch);
+}
+
+void lk_chanmap_pin(lk_chanmap *map, lk_channel *ch)
+{
+    ch->pins++;
+    idle_remove(map, ch);
+}
+
+void lk_chanmap_unpin(lk_chanmap *map, lk_channel *ch)
+{
+    if (--ch->pins == 0 && ch->nsubs == 0)
         idle_add(map, ch);
 }
 
@@ -748,9 +777,9 @@ const char *lk_channel_workspace(const lk_channel *ch, size_t *len)
     return ch->key;
 }
 
-lk_sub *lk_channel_subscribers(const lk_channel *ch)
+lk_sub *lk_channel_subscribers(const lk_channel *ch, size_t thread)
 {
-    return ch->subs;
+    return ch->subs[thread];
 }
 
 size_t lk_channel_subscriber_count(const lk_channel *ch)

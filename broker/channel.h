@@ -37,10 +37,16 @@
  * `history`) and shrink when three quarters empty, so ring slots add at
  * most three slots per held frame beyond the charge.
  *
+ * Service threads: subscriber lists are kept per thread, so a thread can
+ * walk its own list of a channel without the hub lock while others change
+ * theirs (lists change only under the lock, by their own thread), and a
+ * channel with subscribers on a thread, or pinned for it, is never freed.
+ *
  * Ownership: the map owns channels and subscriptions; lk_chanmap_destroy
  * frees everything (call it after every session has gone). Frames in the
- * history are referenced, not copied.
- * Thread safety: service loop thread only.
+ * history are referenced, not copied: they belong to the map alone.
+ * Thread safety: every call under the hub lock (hub.h), except walking
+ * lk_channel_subscribers(ch, own thread) as said above.
  */
 #ifndef LK_BROKER_CHANNEL_H
 #define LK_BROKER_CHANNEL_H
@@ -50,6 +56,7 @@
 
 #include "frame.h"
 
+#define LK_THREADS_MAX 64
 #define LK_CHAN_IDLE_MAX 10000
 #define LK_CHAN_SEQ_KEPT_MAX 100000
 #define LK_CHAN_SEQ_FLOOR_SLOTS 256
@@ -68,6 +75,9 @@ typedef struct lk_chanmap lk_chanmap;
 typedef struct lk_sub {
     lk_channel *ch;
     void *owner;                  /* the subscribing session */
+    size_t thread;                /* the owner's service thread */
+    uint64_t from_seq;            /* channel seq when it subscribed: later
+                                   * messages only are delivered live */
     struct lk_sub *cprev, *cnext; /* the channel's subscribers */
     struct lk_sub *sprev, *snext; /* the owner's subscriptions */
 } lk_sub;
@@ -78,8 +88,10 @@ typedef struct lk_sublist {
     size_t count;
 } lk_sublist;
 
-/* `history`: frames kept per channel (0 = none). NULL on ENOMEM. */
-lk_chanmap *lk_chanmap_create(size_t history);
+/* `history`: frames kept per channel (0 = none); `nthreads`: service
+ * threads (1..LK_THREADS_MAX), each with its own subscriber lists. NULL on
+ * ENOMEM or a bad thread count. */
+lk_chanmap *lk_chanmap_create(size_t history, size_t nthreads);
 void lk_chanmap_destroy(lk_chanmap *map);
 
 size_t lk_chanmap_channels(const lk_chanmap *map);
@@ -95,10 +107,11 @@ lk_channel *lk_chanmap_find(lk_chanmap *map, const char *ws, size_t ws_len,
 lk_channel *lk_chanmap_get(lk_chanmap *map, const char *ws, size_t ws_len,
                            const char *name, size_t name_len);
 
-/* Subscribes `owner` (its list `sl`) to `ch`. NULL on ENOMEM. Does not
+/* Subscribes `owner` (its list `sl`), served by service thread `thread`,
+ * to `ch`, from the channel's current seq on. NULL on ENOMEM. Does not
  * check for duplicates: use lk_sublist_find first. */
-lk_sub *lk_chanmap_subscribe(lk_chanmap *map, lk_channel *ch, void *owner,
-                             lk_sublist *sl);
+lk_sub *lk_chanmap_subscribe(lk_chanmap *map, lk_channel *ch, size_t thread,
+                             void *owner, lk_sublist *sl);
 /* Removes and frees one subscription. */
 void lk_chanmap_unsubscribe(lk_chanmap *map, lk_sublist *sl, lk_sub *s);
 void lk_chanmap_unsubscribe_all(lk_chanmap *map, lk_sublist *sl);
@@ -110,7 +123,12 @@ uint64_t lk_channel_next_seq(lk_channel *ch);
 uint64_t lk_channel_seq(const lk_channel *ch);
 const char *lk_channel_name(const lk_channel *ch, size_t *len);
 const char *lk_channel_workspace(const lk_channel *ch, size_t *len);
-lk_sub *lk_channel_subscribers(const lk_channel *ch);
+/* The subscribers served by `thread`. */
+lk_sub *lk_channel_subscribers(const lk_channel *ch, size_t thread);
+/* A pinned channel is never evicted: a message on its way to another
+ * thread's subscribers pins it until delivered. Pins nest. */
+void lk_chanmap_pin(lk_chanmap *map, lk_channel *ch);
+void lk_chanmap_unpin(lk_chanmap *map, lk_channel *ch);
 size_t lk_channel_subscriber_count(const lk_channel *ch);
 
 /* Appends a message frame (whose seq is set) to the channel's history,

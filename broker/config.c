@@ -47,6 +47,8 @@ static const opt options[] = {
      "largest client frame; larger ones close with 4413", 0},
     {"max-subscriptions", OPT_INT, OFF(max_subscriptions), 1, 1000000, "100", "N",
      "subscriptions per connection", 1},
+    {"threads", OPT_INT, OFF(threads), 0, 64, "0", "N",
+     "service threads sharing the port; 0 = one per CPU the broker may use", 0},
     {"max-connections", OPT_INT, OFF(max_connections), 0, 100000000, "0", "N",
      "connection limit; 0 = as many as the open-file limit allows", 1},
     {"publish-rate", OPT_INT, OFF(publish_rate), 0, 100000000, "1000", "N",

@@ -39,6 +39,7 @@ typedef struct lk_config {
     int64_t max_token_ttl;
     int64_t max_frame;
     int64_t max_subscriptions;
+    int64_t threads;            /* 0 = one per usable CPU */
     int64_t max_connections;    /* 0 = open-file limit */
     int64_t publish_rate;       /* per second; 0 = unlimited */
     int64_t publish_burst;

@@ -1,10 +1,12 @@
 /*
  * fanout.h - publishing: one message is minified and serialized once into
- * a refcounted frame, recorded in the channel history, and queued by
- * reference on every subscriber, each of which is asked for WRITEABLE.
- * No per-subscriber allocation or JSON work happens here.
+ * a refcounted frame under the hub lock (which gives it its seq), recorded
+ * in the channel history (as a copy the history owns), and posted as a
+ * copy to every other service thread with subscribers on the channel
+ * (hub.h). Each thread then queues its frame by reference on each of its
+ * subscribers: no per-subscriber allocation, JSON work or lock.
  *
- * Thread safety: service loop thread only.
+ * Thread safety: a service thread, with its own lk_broker.
  */
 #ifndef LK_BROKER_FANOUT_H
 #define LK_BROKER_FANOUT_H
@@ -14,24 +16,30 @@
 
 #include "broker.h"
 
-/* Publishes `data` (valid JSON text, as sent by the publisher) on `ch`.
- * `from` is the publisher's token sub, or NULL (server-side publishes).
- * On success *seq is the message's channel seq. LK_ENOMEM or LK_EINVAL
- * (data larger than the scratch buffer) on failure; nothing is sent then.
- * Equivalent to lk_fanout_build then lk_fanout_deliver. */
-int lk_fanout_publish(lk_broker *b, lk_channel *ch, const char *data,
-                      size_t len, const char *from, uint64_t *seq);
+/* A publish's delivery on the publishing thread, finished by
+ * lk_fanout_finish. */
+typedef struct lk_fanout_local {
+    lk_sub *subs;      /* this thread's subscribers, NULL if none */
+    lk_frame *f;       /* the caller's reference */
+    uint64_t seq;
+    size_t older;      /* entries other threads posted here before it */
+} lk_fanout_local;
 
-/* The first half of a publish: takes the channel's next seq, serializes
- * the message frame (f->seq) and records it in the history. Lets a
- * publisher queue its ack before its own copy of the message. With history
- * on, the frame is trimmed to LK_FRAME_SLACK_MAX spare bytes, the most the
- * history's byte count allows for. Returns the frame (the caller's
- * reference), or NULL on failure with no seq taken. */
-lk_frame *lk_fanout_build(lk_broker *b, lk_channel *ch, const char *data,
-                          size_t len, const char *from);
-/* The second half: queues `f` on every subscriber of `ch` and drops the
- * caller's reference. */
-void lk_fanout_deliver(lk_broker *b, lk_channel *ch, lk_frame *f);
+/* Publishes `data` (valid JSON text, as sent by the publisher) on channel
+ * `name` of workspace `ws`. `from` is the publisher's token sub, or NULL
+ * (server-side publishes). On success fills *out (its seq is the
+ * message's channel seq); the caller may queue an ack, then must call
+ * lk_fanout_finish. LK_ENOMEM, or LK_EINVAL for data larger than the
+ * scratch buffer, on failure; nothing is sent then. */
+int lk_fanout_publish(lk_broker *b, const char *ws, size_t ws_len, const char *name,
+                      size_t name_len, const char *data, size_t len, const char *from,
+                      lk_fanout_local *out);
+
+/* Delivers what other threads posted here first (their messages on the
+ * channel have lower seqs), then the local copies of `l`. */
+void lk_fanout_finish(lk_broker *b, lk_fanout_local *l);
+
+/* Delivers everything other threads posted to this one. */
+void lk_fanout_drain(lk_broker *b);
 
 #endif

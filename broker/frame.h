@@ -5,10 +5,12 @@
  * A published message is serialized once into one frame; every subscriber
  * queue and the channel history hold a reference to that same frame.
  *
- * Ownership: lk_frame_new returns a frame with one reference; each holder
- * drops its reference with lk_frame_unref, which frees on the last one.
- * Thread safety: service loop thread only (the count is not atomic, and
- * lws writes into the headroom).
+ * Ownership: lk_frame_new and lk_frame_clone return a frame with one
+ * reference; each holder drops its reference with lk_frame_unref, which
+ * frees on the last one.
+ * Thread safety: a frame belongs to one thread at a time (the count is not
+ * atomic, and lws writes into the headroom); other service threads get
+ * their own copy (fanout.c).
  */
 #ifndef LK_BROKER_FRAME_H
 #define LK_BROKER_FRAME_H
@@ -16,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <libwebsockets.h>
 
@@ -43,6 +46,19 @@ static inline lk_frame *lk_frame_new(size_t cap)
         f->seq = 0;
     }
     return f;
+}
+
+/* An exactly sized copy with its own count. NULL on ENOMEM. */
+static inline lk_frame *lk_frame_clone(const lk_frame *f)
+{
+    lk_frame *c = malloc(sizeof *c + LWS_PRE + f->len);
+    if (c) {
+        c->refs = 1;
+        c->len = f->len;
+        c->seq = f->seq;
+        memcpy(c->buf + LWS_PRE, f->buf + LWS_PRE, f->len);
+    }
+    return c;
 }
 
 static inline lk_frame *lk_frame_ref(lk_frame *f)

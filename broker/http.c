@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "codec.h"
+#include "hub.h"
 #include "metrics.h"
 
 typedef struct lk_http_route {
@@ -119,14 +120,25 @@ static void route_metrics(const lk_http_req *req, lk_http_resp *resp)
 {
     lk_broker *b = req->b;
     lk_gauges g = {
-        .connections = b->open_sessions,
-        .sockets = b->sockets,
-        .subscriptions = lk_chanmap_subscriptions(b->channels),
-        .channels = lk_chanmap_channels(b->channels),
+        .sockets = lk_hub_sockets(b->hub),
         .keys = lk_keystore_count(b->keys),
     };
+    /* Every service thread's counters, each read atomically. */
+    lk_metrics m;
+    memset(&m, 0, sizeof m);
+    for (size_t t = 0; t < lk_hub_threads(b->hub); t++) {
+        const lk_broker *w = lk_hub_worker(b->hub, t);
+        if (!w)
+            continue;
+        lk_metrics_add(&m, &w->metrics);
+        g.connections += __atomic_load_n(&w->open_sessions, __ATOMIC_RELAXED);
+    }
+    lk_hub_lock(b->hub);
+    g.subscriptions = lk_chanmap_subscriptions(lk_hub_channels(b->hub));
+    g.channels = lk_chanmap_channels(lk_hub_channels(b->hub));
+    lk_hub_unlock(b->hub);
     size_t len;
-    char *text = lk_metrics_render(&b->metrics, &g, &len);
+    char *text = lk_metrics_render(&m, &g, &len);
     if (!text) {
         lk_http_resp_error(resp, 500, "internal", "out of memory");
         return;
@@ -244,7 +256,7 @@ static long long content_length(struct lws *wsi)
 static int on_http(lk_broker *b, struct lws *wsi, lk_http_conn *c, const char *path,
                    size_t len)
 {
-    b->metrics.http_requests++;
+    LK_COUNT(b->metrics.http_requests);
     c->t0 = lk_mono_us();
     char *uri;
     int ulen;

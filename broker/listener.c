@@ -14,6 +14,7 @@
 
 #include "gate.h"
 #include "http.h"
+#include "hub.h"
 #include "prelude.h"
 #include "session.h"
 #include "tls.h"
@@ -77,6 +78,11 @@ static int main_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_CLOSED:
         return lk_session_callback(b, wsi, reason, user, in, len);
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* Another thread posted messages, or asked to stop or reload.
+         * This reaches every protocol; only this one acts on it. */
+        lk_broker_wake(b);
+        return 0;
     case LWS_CALLBACK_WSI_DESTROY: {
         /* Every wsi's last callback arrives here, whatever its protocol. */
         b->destroyed++;
@@ -86,7 +92,7 @@ static int main_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (p->id == LK_PROTO_PRELUDE) {
             lk_prelude_destroy(b, wsi, user);
         } else if (p->id == LK_PROTO_MAIN) {
-            b->sockets--;
+            lk_hub_sockets_add(b->hub, -1);
             lk_gate_forget(wsi);
             if (user && *(int *)user == LK_CONN_WS)
                 lk_session_cleanup(b, user);
@@ -131,9 +137,9 @@ static void accept_batch(lk_broker *b)
             }
             return;
         }
-        if (b->stopping || b->sockets >= lk_broker_socket_limit(b)) {
+        if (b->stopping || lk_hub_sockets(b->hub) >= lk_broker_socket_limit(b)) {
             if (!b->stopping)
-                b->metrics.refused[LK_REFUSED_CAPACITY]++;
+                LK_COUNT(b->metrics.refused[LK_REFUSED_CAPACITY]);
             close(fd);
             continue;
         }
@@ -142,17 +148,17 @@ static void accept_batch(lk_broker *b)
          * a kept-alive connection). lws does this for sockets it accepts. */
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        b->sockets++;
+        lk_hub_sockets_add(b->hub, 1);
         if (b->tls) {
             if (lk_tls_adopt(b, fd))
-                b->sockets--;
+                lk_hub_sockets_add(b->hub, -1);
             continue;
         }
         uint64_t seen = b->destroyed;
         struct lws *w = lk_prelude_adopt(b, fd);
         if (!w && b->destroyed == seen) {
             close(fd);
-            b->sockets--;
+            lk_hub_sockets_add(b->hub, -1);
         }
     }
 }
@@ -217,7 +223,7 @@ static int open_listen_socket(lk_broker *b, char *why, size_t why_len)
 {
     const lk_config *cfg = b->cfg;
     char port[8];
-    snprintf(port, sizeof port, "%d", cfg->listen_port);
+    snprintf(port, sizeof port, "%d", b->thread == 0 ? cfg->listen_port : b->port);
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -238,7 +244,7 @@ static int open_listen_socket(lk_broker *b, char *why, size_t why_len)
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (cfg->listen_port && port_taken(ai)) {
+        if (b->thread == 0 && cfg->listen_port && port_taken(ai)) {
             err = EADDRINUSE;
             close(fd);
             fd = -1;
@@ -253,8 +259,8 @@ static int open_listen_socket(lk_broker *b, char *why, size_t why_len)
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        snprintf(why, why_len, "cannot listen on %s:%d: %s", cfg->listen_host,
-                 cfg->listen_port, strerror(err));
+        snprintf(why, why_len, "cannot listen on %s:%s: %s", cfg->listen_host, port,
+                 strerror(err));
         return -1;
     }
     struct sockaddr_storage ss;
@@ -267,14 +273,17 @@ static int open_listen_socket(lk_broker *b, char *why, size_t why_len)
     return 0;
 }
 
+void lk_listener_log_hook(lk_log *log)
+{
+    lws_log_sink = log;
+    lws_set_log_level(log ? LLL_ERR | LLL_WARN : 0, log ? lws_log_emit : NULL);
+}
+
 int lk_listener_start(lk_broker *b, char *why, size_t why_len)
 {
     b->listen_fd = -1;
     if (open_listen_socket(b, why, why_len))
         return -1;
-
-    lws_log_sink = b->log;
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
 
     size_t pss = lk_session_size();
     if (lk_http_conn_size() > pss)
@@ -342,13 +351,15 @@ int lk_listener_start(lk_broker *b, char *why, size_t why_len)
         snprintf(why, why_len, "cannot adopt the listen socket");
         goto fail;
     }
-    d.filefd = b->signal_fd;
-    if (!lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_RAW_FILE_DESC, d,
-                                    p[LK_PROTO_SIGNAL].name, NULL)) {
-        snprintf(why, why_len, "cannot adopt the signal descriptor");
-        goto fail;
+    if (b->signal_fd >= 0) {
+        d.filefd = b->signal_fd;
+        if (!lws_adopt_descriptor_vhost(b->vh, LWS_ADOPT_RAW_FILE_DESC, d,
+                                        p[LK_PROTO_SIGNAL].name, NULL)) {
+            snprintf(why, why_len, "cannot adopt the signal descriptor");
+            goto fail;
+        }
+        b->signal_fd = -1;
     }
-    b->signal_fd = -1;
     return 0;
 fail:
     lk_listener_destroy(b);
@@ -376,5 +387,4 @@ void lk_listener_destroy(lk_broker *b)
     b->listen_fd = -1;
     b->acceptor = NULL;
     b->vh = NULL;
-    lws_log_sink = NULL;
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +13,10 @@
 #include <unistd.h>
 
 struct lk_log {
-    int fd;          /* 2 when logging to stderr */
+    pthread_mutex_t m; /* fd and owns_fd */
+    int fd;            /* 2 when logging to stderr */
     int owns_fd;
-    lk_log_level level;
+    int level;         /* lk_log_level, read without the mutex */
 };
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -63,6 +65,7 @@ int lk_log_create(const char *path, lk_log_level level, lk_log **out,
         }
         log->owns_fd = 1;
     }
+    pthread_mutex_init(&log->m, NULL);
     *out = log;
     return 0;
 }
@@ -73,6 +76,7 @@ void lk_log_destroy(lk_log *log)
         return;
     if (log->owns_fd)
         close(log->fd);
+    pthread_mutex_destroy(&log->m);
     free(log);
 }
 
@@ -84,21 +88,23 @@ int lk_log_reopen(lk_log *log, const char *path, char *why, size_t why_len)
         if (fd < 0)
             return -1;
     }
+    pthread_mutex_lock(&log->m);
     if (log->owns_fd)
         close(log->fd);
     log->fd = fd;
     log->owns_fd = path != NULL;
+    pthread_mutex_unlock(&log->m);
     return 0;
 }
 
 void lk_log_set_level(lk_log *log, lk_log_level level)
 {
-    log->level = level;
+    __atomic_store_n(&log->level, (int)level, __ATOMIC_RELAXED);
 }
 
 int lk_log_enabled(const lk_log *log, lk_log_level level)
 {
-    return log && level >= log->level;
+    return log && (int)level >= __atomic_load_n(&log->level, __ATOMIC_RELAXED);
 }
 
 /* Room kept free for the closing "}\n" and a truncation marker. */
@@ -231,6 +237,7 @@ void lk_log_end(lk_logline *l)
     size_t left = l->len;
     /* A log write must not stall the loop for long; give up after a few
      * short writes rather than spin on a blocked pipe. */
+    pthread_mutex_lock(&l->log->m);
     for (int tries = 0; left && tries < 8; tries++) {
         ssize_t w = write(l->log->fd, p, left);
         if (w < 0) {
@@ -241,6 +248,7 @@ void lk_log_end(lk_logline *l)
         p += w;
         left -= (size_t)w;
     }
+    pthread_mutex_unlock(&l->log->m);
     l->log = NULL;
 }
 

@@ -10,7 +10,9 @@
  * Ownership: lk_log_create returns a logger the caller destroys with
  * lk_log_destroy (NULL is a no-op).
  *
- * Thread safety: a logger belongs to the service loop thread.
+ * Thread safety: every service thread logs through one logger; lines are
+ * written whole under its mutex, which also covers lk_log_reopen, so a
+ * reopen never races a write. Create and destroy from one thread.
  */
 #ifndef LK_BROKER_LOG_H
 #define LK_BROKER_LOG_H

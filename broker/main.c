@@ -1,6 +1,10 @@
 /* main.c - latchkey-broker: configuration, signals (through a signalfd
- * served by the lws loop), the service loop and an orderly shutdown. */
+ * served by thread 0's lws loop), the service threads and an orderly
+ * shutdown. */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +15,10 @@
 
 #include "api.h"
 #include "broker.h"
+#include "fanout.h"
+#include "hub.h"
 #include "listener.h"
+#include "ratelimit.h"
 #include "session.h"
 #include "tls.h"
 
@@ -30,13 +37,12 @@ size_t lk_broker_socket_limit(const lk_broker *b)
     return cap;
 }
 
-static void raise_nofile(lk_broker *b)
+/* Returns the soft open-file limit after raising it to the hard one. */
+static size_t raise_nofile(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-        b->fd_limit = 1024;
-        return;
-    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
     rlim_t want = rl.rlim_max;
     if (want == RLIM_INFINITY || want > NOFILE_CAP)
         want = NOFILE_CAP;
@@ -46,7 +52,21 @@ static void raise_nofile(lk_broker *b)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
             rl.rlim_cur = before;
     }
-    b->fd_limit = (size_t)rl.rlim_cur;
+    return (size_t)rl.rlim_cur;
+}
+
+/* --threads 0: one service thread per CPU this process may run on, so a
+ * broker pinned with taskset gets one thread per pinned core. */
+static size_t thread_count(const lk_config *cfg)
+{
+    if (cfg->threads > 0)
+        return (size_t)cfg->threads;
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                           : sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    return n > LK_THREADS_MAX ? LK_THREADS_MAX : (size_t)n;
 }
 
 /* Errors before the logger exists still go out as JSON lines. */
@@ -92,6 +112,9 @@ static void on_key_poll(lws_sorted_usec_list_t *sul)
         lk_sessions_recheck_keys(b);
         lk_api_keys_changed(b);
     }
+    /* Messages posted while a wake-up was being handled wait for the
+     * next one; this keeps any such entry from waiting longer. */
+    lk_fanout_drain(b);
     if (!b->stopping)
         lws_sul_schedule(b->ctx, 0, &b->sul_poll, on_key_poll, KEY_POLL_US);
 }
@@ -110,18 +133,12 @@ static void on_stop_check(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(b->ctx, 0, &b->sul_stop, on_stop_check, STOP_CHECK_US);
 }
 
-static void begin_shutdown(lk_broker *b, int signo)
+static void begin_shutdown(lk_broker *b)
 {
     if (b->stopping)
         return;
     b->stopping = 1;
     b->stop_deadline_us = lk_mono_us() + STOP_GRACE_US;
-    lk_logline l;
-    if (lk_log_begin(&l, b->log, LK_LOG_INFO, "shutdown")) {
-        lk_log_str(&l, "signal", strsignal(signo));
-        lk_log_int(&l, "connections", (int64_t)b->open_sessions);
-        lk_log_end(&l);
-    }
     lws_sul_cancel(&b->sul_poll);
     lws_sul_cancel(&b->sul_accept);
     lk_listener_stop_accepting(b);
@@ -129,14 +146,16 @@ static void begin_shutdown(lk_broker *b, int signo)
     lws_sul_schedule(b->ctx, 0, &b->sul_stop, on_stop_check, 1);
 }
 
-/* SIGHUP: reopen the log file and take over the settings that can change
- * while running; the others keep their running values until a restart. */
+/* SIGHUP: reopen the log file (thread 0) and take over the settings that
+ * can change while running; the others keep their running values until a
+ * restart. Each thread reloads its own copy of the configuration. */
 static void reload(lk_broker *b)
 {
     lk_config *fresh = NULL;
     char err[LK_CONFIG_ERR_BYTES];
     if (lk_config_load(b->argc, b->argv, &fresh, err) != LK_CONFIG_OK) {
-        lk_log_msg(b->log, LK_LOG_ERROR, "reload failed; settings unchanged", err);
+        if (b->thread == 0)
+            lk_log_msg(b->log, LK_LOG_ERROR, "reload failed; settings unchanged", err);
         return;
     }
     char kept[256];
@@ -147,16 +166,18 @@ static void reload(lk_broker *b)
         return;
     }
     char why[256];
-    if (lk_log_reopen(b->log, fresh->log_file, why, sizeof why) != 0)
-        lk_log_msg(b->log, LK_LOG_ERROR, "log file not reopened", why);
-    lk_log_set_level(b->log, fresh->log_level);
+    if (b->thread == 0) {
+        if (lk_log_reopen(b->log, fresh->log_file, why, sizeof why) != 0)
+            lk_log_msg(b->log, LK_LOG_ERROR, "log file not reopened", why);
+        lk_log_set_level(b->log, fresh->log_level);
+    }
     lk_config_destroy(b->cfg);
     b->cfg = fresh;
     if (lk_tls_reload(b, why, sizeof why))
         lk_log_msg(b->log, LK_LOG_ERROR, "tls certificate not reloaded; the running one stays",
                    why);
     lk_logline l;
-    if (lk_log_begin(&l, b->log, LK_LOG_INFO, "reloaded")) {
+    if (b->thread == 0 && lk_log_begin(&l, b->log, LK_LOG_INFO, "reloaded")) {
         if (kept[0])
             lk_log_str(&l, "restart_needed_for", kept);
         lk_log_end(&l);
@@ -165,10 +186,35 @@ static void reload(lk_broker *b)
 
 void lk_broker_signal(lk_broker *b, int signo)
 {
-    if (signo == SIGHUP)
+    if (signo == SIGHUP) {
+        lk_hub_request(b->hub, LK_HUB_RELOAD);
+    } else if ((signo == SIGTERM || signo == SIGINT) && !lk_hub_stopping(b->hub)) {
+        size_t open = 0;
+        for (size_t t = 0; t < lk_hub_threads(b->hub); t++) {
+            const lk_broker *w = lk_hub_worker(b->hub, t);
+            if (w)
+                open += __atomic_load_n(&w->open_sessions, __ATOMIC_RELAXED);
+        }
+        lk_logline l;
+        if (lk_log_begin(&l, b->log, LK_LOG_INFO, "shutdown")) {
+            lk_log_str(&l, "signal", strsignal(signo));
+            lk_log_int(&l, "connections", (int64_t)open);
+            lk_log_end(&l);
+        }
+        lk_hub_request(b->hub, LK_HUB_STOP);
+    }
+}
+
+void lk_broker_wake(lk_broker *b)
+{
+    lk_fanout_drain(b);
+    if (lk_hub_stopping(b->hub))
+        begin_shutdown(b);
+    unsigned reloads = lk_hub_reloads(b->hub);
+    if (reloads != b->reloads) {
+        b->reloads = reloads;
         reload(b);
-    else if (signo == SIGTERM || signo == SIGINT)
-        begin_shutdown(b, signo);
+    }
 }
 
 /* ------------------------------------------------------------ main */
@@ -183,6 +229,8 @@ static int setup_signals(sigset_t *set)
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGHUP);
+    /* Blocked before any thread starts, so every thread inherits the mask
+     * and the signals arrive only through the signalfd. */
     if (sigprocmask(SIG_BLOCK, set, NULL) != 0)
         return -1;
     return signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -190,29 +238,115 @@ static int setup_signals(sigset_t *set)
 
 static void broker_free(lk_broker *b)
 {
+    if (!b)
+        return;
     lk_listener_destroy(b);
     if (b->signal_fd >= 0)
         close(b->signal_fd);
     lk_api_destroy(b->api);
-    lk_chanmap_destroy(b->channels);
     lk_keystore_destroy(b->keys);
     free(b->pack);
     free(b->scratch);
     lk_config_destroy(b->cfg);
-    lk_log_destroy(b->log);
+    free(b);
+}
+
+/* What every service thread shares; main() owns it. */
+typedef struct shared {
+    int argc;
+    char **argv;
+    lk_log *log;
+    lk_hub *hub;
+    struct lk_ratelimit *api_limits;
+    size_t fd_limit;
+} shared;
+
+/* Sets up service thread `t`'s broker with its own configuration (thread
+ * 0 takes `cfg`), key table, API state and lws context listening on the
+ * shared port. It owns `cfg` and `signal_fd` (-1: none) from here on, even
+ * on failure. NULL with the reason logged. */
+static lk_broker *broker_new(const shared *sh, size_t t, lk_config *cfg, int port,
+                             int signal_fd)
+{
+    lk_broker *b = calloc(1, sizeof *b);
+    char why[512];
+    if (!b) {
+        lk_config_destroy(cfg);
+        if (signal_fd >= 0)
+            close(signal_fd);
+        lk_log_msg(sh->log, LK_LOG_ERROR, "out of memory", NULL);
+        return NULL;
+    }
+    b->argc = sh->argc;
+    b->argv = sh->argv;
+    b->thread = t;
+    b->hub = sh->hub;
+    b->log = sh->log;
+    b->api_limits = sh->api_limits;
+    b->fd_limit = sh->fd_limit;
+    b->listen_fd = -1;
+    b->signal_fd = signal_fd;
+    b->port = port;
+    b->reloads = lk_hub_reloads(sh->hub);
+    b->cfg = cfg;
+    if (!b->cfg) {
+        char err[LK_CONFIG_ERR_BYTES];
+        if (lk_config_load(sh->argc, sh->argv, &b->cfg, err) != LK_CONFIG_OK) {
+            lk_log_msg(sh->log, LK_LOG_ERROR, "invalid configuration", err);
+            broker_free(b);
+            return NULL;
+        }
+    }
+    lk_error kerr = {0};
+    int rc = lk_keystore_open(b->cfg->db_path, &b->keys, &kerr);
+    if (rc != LK_OK) {
+        lk_log_msg(b->log, LK_LOG_ERROR, "cannot open the key registry",
+                   kerr.message[0] ? kerr.message : lk_strerror(rc));
+        broker_free(b);
+        return NULL;
+    }
+    if (lk_api_create(b, &b->api, why, sizeof why)) {
+        lk_log_msg(b->log, LK_LOG_ERROR, "cannot open the key registry", why);
+        broker_free(b);
+        return NULL;
+    }
+    b->scratch_cap = (size_t)b->cfg->max_frame;
+    if (b->scratch_cap < LK_MAX_HEADER_DATA)
+        b->scratch_cap = LK_MAX_HEADER_DATA;
+    b->scratch_cap += 1;
+    b->scratch = malloc(b->scratch_cap);
+    b->pack = malloc(LWS_PRE + LK_PACK_BYTES);
+    if (!b->scratch || !b->pack) {
+        lk_log_msg(b->log, LK_LOG_ERROR, "out of memory", NULL);
+        broker_free(b);
+        return NULL;
+    }
+    if (lk_listener_start(b, why, sizeof why)) {
+        lk_log_msg(b->log, LK_LOG_ERROR, "cannot start", why);
+        broker_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static void *serve(void *arg)
+{
+    lk_broker *b = arg;
+    while (!b->done)
+        if (lws_service(b->ctx, 0) < 0)
+            break;
+    /* Out of the loop early (an lws error): the others still stop. */
+    if (!b->done)
+        lk_hub_request(b->hub, LK_HUB_STOP);
+    return NULL;
 }
 
 int main(int argc, char **argv)
 {
-    lk_broker b;
-    memset(&b, 0, sizeof b);
-    b.argc = argc;
-    b.argv = argv;
-    b.listen_fd = -1;
-    b.signal_fd = -1;
-
+    shared sh = {.argc = argc, .argv = argv};
+    lk_config *cfg = NULL;
     char err[LK_CONFIG_ERR_BYTES];
-    lk_config_rc crc = lk_config_load(argc, argv, &b.cfg, err);
+    lk_config_rc crc = lk_config_load(argc, argv, &cfg, err);
     if (crc == LK_CONFIG_EXIT)
         return 0;
     if (crc != LK_CONFIG_OK) {
@@ -221,78 +355,100 @@ int main(int argc, char **argv)
     }
 
     char why[512];
-    if (lk_log_create(b.cfg->log_file, b.cfg->log_level, &b.log, why, sizeof why)) {
+    if (lk_log_create(cfg->log_file, cfg->log_level, &sh.log, why, sizeof why)) {
         early_error("cannot open the log", why);
-        lk_config_destroy(b.cfg);
+        lk_config_destroy(cfg);
         return 1;
     }
 
     sigset_t set;
-    b.signal_fd = setup_signals(&set);
-    if (b.signal_fd < 0) {
-        lk_log_msg(b.log, LK_LOG_ERROR, "cannot set up signals", strerror(errno));
-        broker_free(&b);
+    int signal_fd = setup_signals(&set);
+    if (signal_fd < 0) {
+        lk_log_msg(sh.log, LK_LOG_ERROR, "cannot set up signals", strerror(errno));
+        lk_config_destroy(cfg);
+        lk_log_destroy(sh.log);
         return 1;
     }
-    raise_nofile(&b);
+    sh.fd_limit = raise_nofile();
+    size_t nthreads = thread_count(cfg);
+    sh.api_limits = lk_ratelimit_create();
+    if (!sh.api_limits || lk_hub_create((size_t)cfg->history, nthreads, &sh.hub)) {
+        lk_log_msg(sh.log, LK_LOG_ERROR, "out of memory", NULL);
+        lk_ratelimit_destroy(sh.api_limits);
+        close(signal_fd);
+        lk_config_destroy(cfg);
+        lk_log_destroy(sh.log);
+        return 1;
+    }
+    lk_listener_log_hook(sh.log);
 
-    lk_error kerr = {0};
-    int rc = lk_keystore_open(b.cfg->db_path, &b.keys, &kerr);
-    if (rc != LK_OK) {
-        lk_log_msg(b.log, LK_LOG_ERROR, "cannot open the key registry",
-                   kerr.message[0] ? kerr.message : lk_strerror(rc));
-        broker_free(&b);
-        return 1;
+    /* Contexts are created here, one after the other; each thread then
+     * only services its own. */
+    lk_broker *w[LK_THREADS_MAX] = {0};
+    pthread_t tid[LK_THREADS_MAX];
+    size_t started = 1, made = 0;
+    int status = 0;
+    for (; made < nthreads; made++) {
+        w[made] = broker_new(&sh, made, made ? NULL : cfg, made ? w[0]->port : 0,
+                             made ? -1 : signal_fd);
+        if (!w[made]) {
+            status = 1;
+            break;
+        }
+        lk_hub_attach(sh.hub, made, w[made]->ctx, w[made]);
     }
-    if (lk_api_create(&b, &b.api, why, sizeof why)) {
-        lk_log_msg(b.log, LK_LOG_ERROR, "cannot open the key registry", why);
-        broker_free(&b);
-        return 1;
-    }
-    b.channels = lk_chanmap_create((size_t)b.cfg->history);
-    b.scratch_cap = (size_t)b.cfg->max_frame;
-    if (b.scratch_cap < LK_MAX_HEADER_DATA)
-        b.scratch_cap = LK_MAX_HEADER_DATA;
-    b.scratch_cap += 1;
-    b.scratch = malloc(b.scratch_cap);
-    b.pack = malloc(LWS_PRE + LK_PACK_BYTES);
-    if (!b.channels || !b.scratch || !b.pack) {
-        lk_log_msg(b.log, LK_LOG_ERROR, "out of memory", NULL);
-        broker_free(&b);
-        return 1;
-    }
+    if (status)
+        goto out;
 
-    if (lk_listener_start(&b, why, sizeof why)) {
-        lk_log_msg(b.log, LK_LOG_ERROR, "cannot start", why);
-        broker_free(&b);
-        return 1;
-    }
-
+    lk_broker *b = w[0];
     lk_logline l;
-    if (lk_log_begin(&l, b.log, LK_LOG_INFO, "listening")) {
-        lk_log_str(&l, "host", b.cfg->listen_host);
-        lk_log_int(&l, "port", b.port);
+    if (lk_log_begin(&l, b->log, LK_LOG_INFO, "listening")) {
+        lk_log_str(&l, "host", b->cfg->listen_host);
+        lk_log_int(&l, "port", b->port);
+        lk_log_int(&l, "threads", (int64_t)nthreads);
         lk_log_str(&l, "version", LK_VERSION_STRING);
         lk_log_end(&l);
     }
-    if (lk_log_begin(&l, b.log, LK_LOG_INFO, "capacity")) {
-        lk_log_int(&l, "max_connections", (int64_t)lk_broker_socket_limit(&b));
-        lk_log_int(&l, "open_files", (int64_t)b.fd_limit);
-        lk_log_int(&l, "keys", (int64_t)lk_keystore_count(b.keys));
+    if (lk_log_begin(&l, b->log, LK_LOG_INFO, "capacity")) {
+        lk_log_int(&l, "max_connections", (int64_t)lk_broker_socket_limit(b));
+        lk_log_int(&l, "open_files", (int64_t)b->fd_limit);
+        lk_log_int(&l, "keys", (int64_t)lk_keystore_count(b->keys));
         lk_log_end(&l);
     }
 
-    lws_sul_schedule(b.ctx, 0, &b.sul_poll, on_key_poll, KEY_POLL_US);
-    while (!b.done)
-        if (lws_service(b.ctx, 0) < 0)
+    for (size_t t = 0; t < nthreads; t++)
+        lws_sul_schedule(w[t]->ctx, 0, &w[t]->sul_poll, on_key_poll, KEY_POLL_US);
+    for (; started < nthreads; started++) {
+        int rc = pthread_create(&tid[started], NULL, serve, w[started]);
+        if (rc) {
+            lk_log_msg(b->log, LK_LOG_ERROR, "cannot start a service thread", strerror(rc));
+            lk_hub_request(sh.hub, LK_HUB_STOP);
+            status = 1;
             break;
+        }
+    }
+    serve(b);
+    for (size_t t = 1; t < started; t++)
+        pthread_join(tid[t], NULL);
 
-    lws_sul_cancel(&b.sul_poll);
-    lws_sul_cancel(&b.sul_stop);
-    lws_sul_cancel(&b.sul_accept);
-    lk_listener_destroy(&b);
-    flush_key_use(&b);
-    lk_log_msg(b.log, LK_LOG_INFO, "stopped", NULL);
-    broker_free(&b);
-    return 0;
+out:
+    for (size_t t = 0; t < made; t++) {
+        lk_hub_attach(sh.hub, t, NULL, NULL);
+        lws_sul_cancel(&w[t]->sul_poll);
+        lws_sul_cancel(&w[t]->sul_stop);
+        lws_sul_cancel(&w[t]->sul_accept);
+        lk_listener_destroy(w[t]);
+        if (!status)
+            flush_key_use(w[t]);
+    }
+    /* Sessions are gone: nothing references the channels any more. */
+    for (size_t t = 0; t < made; t++)
+        broker_free(w[t]);
+    lk_listener_log_hook(NULL);
+    lk_hub_destroy(sh.hub);
+    lk_ratelimit_destroy(sh.api_limits);
+    if (!status)
+        lk_log_msg(sh.log, LK_LOG_INFO, "stopped", NULL);
+    lk_log_destroy(sh.log);
+    return status;
 }

@@ -32,15 +32,67 @@ void lk_metrics_count_request(lk_metrics *m, const char *route, int status)
     for (size_t i = 0; i < m->nrequests; i++) {
         lk_request_count *r = &m->requests[i];
         if (r->status == status && (r->route == route || strcmp(r->route, route) == 0)) {
-            r->n++;
+            LK_COUNT(r->n);
             return;
         }
     }
     if (m->nrequests == LK_METRICS_REQUEST_SLOTS) {
-        m->requests_unlabelled++;
+        LK_COUNT(m->requests_unlabelled);
         return;
     }
-    m->requests[m->nrequests++] = (lk_request_count){route, status, 1};
+    m->requests[m->nrequests] = (lk_request_count){route, status, 1};
+    /* Readers on other threads see the slot filled before counting it. */
+    __atomic_store_n(&m->nrequests, m->nrequests + 1, __ATOMIC_RELEASE);
+}
+
+static uint64_t load(const uint64_t *x)
+{
+    return __atomic_load_n(x, __ATOMIC_RELAXED);
+}
+
+static void add_counts(uint64_t *dst, const uint64_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] += load(&src[i]);
+}
+
+void lk_metrics_add(lk_metrics *dst, const lk_metrics *src)
+{
+    add_counts(&dst->connections_total, &src->connections_total, 1);
+    add_counts(dst->refused, src->refused, LK_REFUSED_COUNT);
+    add_counts(dst->verifications, src->verifications, LK_VERIFY_COUNT);
+    add_counts(&dst->messages_published, &src->messages_published, 1);
+    add_counts(&dst->messages_delivered, &src->messages_delivered, 1);
+    add_counts(&dst->bytes_out, &src->bytes_out, 1);
+    add_counts(&dst->slow_consumer_drops, &src->slow_consumer_drops, 1);
+    add_counts(&dst->inbox_drops, &src->inbox_drops, 1);
+    add_counts(&dst->rate_limited, &src->rate_limited, 1);
+    add_counts(&dst->rate_limit_closes, &src->rate_limit_closes, 1);
+    add_counts(&dst->revocation_kicks, &src->revocation_kicks, 1);
+    add_counts(&dst->expiry_closes, &src->expiry_closes, 1);
+    add_counts(&dst->protocol_errors, &src->protocol_errors, 1);
+    add_counts(&dst->http_requests, &src->http_requests, 1);
+    add_counts(dst->api_auth, src->api_auth, LK_APIAUTH_COUNT);
+    add_counts(dst->api_rate_limited, src->api_rate_limited, 2);
+    add_counts(&dst->api_tokens_issued, &src->api_tokens_issued, 1);
+    add_counts(&dst->requests_unlabelled, &src->requests_unlabelled, 1);
+    add_counts(dst->latency, src->latency, LK_LATENCY_BUCKETS + 1);
+    add_counts(&dst->latency_count, &src->latency_count, 1);
+    add_counts(&dst->latency_sum_us, &src->latency_sum_us, 1);
+    size_t n = __atomic_load_n(&src->nrequests, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < n; i++) {
+        const lk_request_count *r = &src->requests[i];
+        size_t j = 0;
+        while (j < dst->nrequests && !(dst->requests[j].status == r->status &&
+                                       strcmp(dst->requests[j].route, r->route) == 0))
+            j++;
+        if (j < dst->nrequests)
+            dst->requests[j].n += load(&r->n);
+        else if (dst->nrequests < LK_METRICS_REQUEST_SLOTS)
+            dst->requests[dst->nrequests++] = (lk_request_count){r->route, r->status, load(&r->n)};
+        else
+            dst->requests_unlabelled += load(&r->n);
+    }
 }
 
 void lk_metrics_observe_delivery(lk_metrics *m, int64_t us)
@@ -50,9 +102,9 @@ void lk_metrics_observe_delivery(lk_metrics *m, int64_t us)
     size_t i = 0;
     while (i < LK_LATENCY_BUCKETS && us > latency_bounds_us[i])
         i++;
-    m->latency[i]++;
-    m->latency_count++;
-    m->latency_sum_us += (uint64_t)us;
+    LK_COUNT(m->latency[i]);
+    LK_COUNT(m->latency_count);
+    LK_COUNT_ADD(m->latency_sum_us, (uint64_t)us);
 }
 
 typedef struct buf {
@@ -134,6 +186,9 @@ char *lk_metrics_render(const lk_metrics *m, const lk_gauges *g, size_t *len)
     metric(&b, "latchkey_slow_consumer_drops_total", "counter",
            "Connections closed with 4408 after their send queue overflowed.",
            m->slow_consumer_drops);
+    metric(&b, "latchkey_inbox_drops_total", "counter",
+           "Message copies lost because a service thread's inbox was full.",
+           m->inbox_drops);
     metric(&b, "latchkey_rate_limited_total", "counter",
            "Publishes refused with rate_limited.", m->rate_limited);
     metric(&b, "latchkey_rate_limit_closes_total", "counter",

@@ -2,18 +2,26 @@
  * metrics.h - the broker's counters and their Prometheus text rendering
  * for GET /metrics.
  *
- * Counters are plain fields bumped by the modules that see the event; the
- * service loop owns them, so no atomics are needed. Gauges (current
- * connections, subscriptions, channels) are passed in at render time.
+ * Each service thread has its own lk_metrics and is the only writer of its
+ * counters; GET /metrics, on any thread, sums them all (lk_metrics_add).
+ * A counter is bumped with LK_COUNT: a relaxed atomic store of the owner's
+ * own value plus one, a plain store on the machines we run on, so the
+ * delivery path pays no locked instruction and readers never see a torn
+ * value. Gauges (current connections, subscriptions, channels) are passed
+ * in at render time.
  *
  * Ownership: lk_metrics_render returns a string the caller frees with free().
- * Thread safety: service loop thread only.
+ * Thread safety: writes by the owning service thread only; lk_metrics_add
+ * reads from any thread.
  */
 #ifndef LK_BROKER_METRICS_H
 #define LK_BROKER_METRICS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define LK_COUNT_ADD(x, n) __atomic_store_n(&(x), (x) + (n), __ATOMIC_RELAXED)
+#define LK_COUNT(x) LK_COUNT_ADD(x, 1)
 
 /* Why a WebSocket connect was refused. */
 typedef enum lk_refusal {
@@ -64,6 +72,7 @@ typedef struct lk_metrics {
     uint64_t messages_delivered;       /* message frames queued to subscribers */
     uint64_t bytes_out;                /* WebSocket payload bytes written */
     uint64_t slow_consumer_drops;
+    uint64_t inbox_drops;              /* messages lost to a full thread inbox */
     uint64_t rate_limited;             /* publishes refused with rate_limited */
     uint64_t rate_limit_closes;
     uint64_t revocation_kicks;
@@ -99,6 +108,9 @@ void lk_metrics_count_request(lk_metrics *m, const char *route, int status);
 /* Records the time one message frame spent between being queued for a
  * subscriber and being written to its socket. */
 void lk_metrics_observe_delivery(lk_metrics *m, int64_t us);
+
+/* Adds `src`'s counters (another thread's, read atomically) into `dst`. */
+void lk_metrics_add(lk_metrics *dst, const lk_metrics *src);
 
 /* Prometheus text exposition format 0.0.4. NULL on ENOMEM. */
 char *lk_metrics_render(const lk_metrics *m, const lk_gauges *g, size_t *len);

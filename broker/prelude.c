@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "gate.h"
+#include "hub.h"
 
 enum { SIDE_CLIENT = 0, SIDE_PIPE };
 
@@ -510,7 +511,7 @@ void lk_prelude_destroy(lk_broker *b, struct lws *wsi, void *user)
     p->gate = NULL;
     if (!p->handed_off) {
         p->handed_off = 1;
-        b->sockets--;
+        lk_hub_sockets_add(b->hub, -1);
     }
     if (g)
         lk_gate_client_gone(g);

@@ -2,6 +2,7 @@
  * open-addressing table that sheds idle workspaces when it grows. */
 #include "ratelimit.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ typedef struct rl_entry {
 } rl_entry;
 
 struct lk_ratelimit {
+    pthread_mutex_t m;            /* service threads share one table */
     rl_entry *slots;
     size_t cap;                      /* power of two */
     size_t count;
@@ -45,6 +47,7 @@ lk_ratelimit *lk_ratelimit_create(void)
         return NULL;
     }
     rl->cap = TABLE_MIN;
+    pthread_mutex_init(&rl->m, NULL);
     return rl;
 }
 
@@ -52,6 +55,7 @@ void lk_ratelimit_destroy(lk_ratelimit *rl)
 {
     if (!rl)
         return;
+    pthread_mutex_destroy(&rl->m);
     free(rl->slots);
     free(rl);
 }
@@ -107,8 +111,8 @@ static int64_t ceil_div(int64_t a, int64_t b)
     return (a + b - 1) / b;
 }
 
-int lk_ratelimit_hit(lk_ratelimit *rl, const char *workspace, int64_t per_minute,
-                     int64_t per_second, int64_t now_ms, lk_rate_result *out)
+static int hit(lk_ratelimit *rl, const char *workspace, int64_t per_minute,
+               int64_t per_second, int64_t now_ms, lk_rate_result *out)
 {
     if (per_minute < 1)
         per_minute = 1;
@@ -168,4 +172,13 @@ int lk_ratelimit_hit(lk_ratelimit *rl, const char *workspace, int64_t per_minute
     if (out->verdict != LK_RATE_OK && out->retry_after < 1)
         out->retry_after = 1;
     return 0;
+}
+
+int lk_ratelimit_hit(lk_ratelimit *rl, const char *workspace, int64_t per_minute,
+                     int64_t per_second, int64_t now_ms, lk_rate_result *out)
+{
+    pthread_mutex_lock(&rl->m);
+    int rc = hit(rl, workspace, per_minute, per_second, now_ms, out);
+    pthread_mutex_unlock(&rl->m);
+    return rc;
 }

@@ -16,7 +16,9 @@
  *
  * Ownership: lk_ratelimit_create returns a table the caller destroys with
  * lk_ratelimit_destroy (NULL is a no-op).
- * Thread safety: one thread (the service loop).
+ * Thread safety: lk_ratelimit_hit may be called from any thread (every
+ * service thread shares the table, so a workspace's limit does not grow
+ * with the thread count); create, destroy and count from one.
  */
 #ifndef LK_BROKER_RATELIMIT_H
 #define LK_BROKER_RATELIMIT_H

@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "fanout.h"
 #include "gate.h"
+#include "hub.h"
 
 enum { S_NEW = 0, S_OPEN, S_CLOSING };
 enum { T_NONE = 0, T_WARN, T_EXPIRE, T_CLOSE_ACK };
@@ -136,7 +137,7 @@ static void begin_close(lk_session *s, int code, const char *reason);
 static void slow_consumer(lk_session *s)
 {
     lk_broker *b = s->b;
-    b->metrics.slow_consumer_drops++;
+    LK_COUNT(b->metrics.slow_consumer_drops);
     lk_logline l;
     if (lk_log_begin(&l, b->log, LK_LOG_WARN, "slow consumer dropped")) {
         lk_log_str(&l, "conn_id", s->conn_id);
@@ -230,7 +231,7 @@ static void close_with_error(lk_session *s, int code, const char *reason,
 
 static void protocol_error(lk_session *s, int code, const char *msg)
 {
-    s->b->metrics.protocol_errors++;
+    LK_COUNT(s->b->metrics.protocol_errors);
     lk_logline l;
     if (lk_log_begin(&l, s->b->log, LK_LOG_DEBUG, "protocol error")) {
         lk_log_str(&l, "conn_id", s->conn_id);
@@ -298,7 +299,7 @@ static void on_timer(lws_sorted_usec_list_t *sul)
         return;
     }
     s->timer = T_NONE;
-    s->b->metrics.expiry_closes++;
+    LK_COUNT(s->b->metrics.expiry_closes);
     lk_logline l;
     if (lk_log_begin(&l, s->b->log, LK_LOG_INFO, "token expired")) {
         lk_log_str(&l, "conn_id", s->conn_id);
@@ -322,7 +323,7 @@ static void refuse(lk_session *s, lk_refusal why, const char *code,
                    const char *msg, int close_code)
 {
     lk_broker *b = s->b;
-    b->metrics.refused[why]++;
+    LK_COUNT(b->metrics.refused[why]);
     lk_logline l;
     if (lk_log_begin(&l, b->log, LK_LOG_INFO, "connect refused")) {
         lk_log_str(&l, "conn_id", s->conn_id);
@@ -387,8 +388,8 @@ static void on_established(lk_broker *b, lk_session *s, struct lws *wsi)
     s->state = S_OPEN;
     lk_keystore_mark_used(b->keys, lk_claims_kid(claims));
     s->counted_open = 1;
-    b->open_sessions++;
-    b->metrics.connections_total++;
+    LK_COUNT(b->open_sessions);
+    LK_COUNT(b->metrics.connections_total);
     s->tokens = (double)b->cfg->publish_burst;
     s->bucket_us = lk_mono_us();
     s->auth_tokens = AUTH_BURST;
@@ -424,6 +425,39 @@ static const char *workspace_of(const lk_session *s, size_t *len)
     return ws;
 }
 
+/* Replays held messages into the queue: the newest ones after `since`
+ * that fit in half of the free send queue, so a history deeper than the
+ * queue limits never closes the subscriber with 4408 (older ones are
+ * skipped; the client sees the gap in seq). Lock held: the frames are
+ * copied, since the history's own belong to the hub. */
+static size_t copy_replay(lk_session *s, lk_channel *ch, uint64_t since, lk_frame ***out)
+{
+    const lk_config *cfg = s->b->cfg;
+    int64_t room_msgs = (cfg->send_queue_messages - (int64_t)s->qlen) / 2;
+    int64_t room_bytes = (cfg->send_queue_bytes - (int64_t)s->qbytes) / 2;
+    size_t n = lk_channel_history_len(ch), first = n;
+    int64_t msgs = 0, bytes = 0;
+    *out = NULL;
+    while (first > 0) {
+        lk_frame *f = lk_channel_history_at(ch, first - 1);
+        if (f->seq <= since || msgs + 1 > room_msgs || bytes + (int64_t)f->len > room_bytes)
+            break;
+        msgs++;
+        bytes += (int64_t)f->len;
+        first--;
+    }
+    if (first == n || !(*out = malloc((n - first) * sizeof **out)))
+        return 0;
+    size_t k = 0;
+    for (size_t i = first; i < n; i++) {
+        lk_frame *c = lk_frame_clone(lk_channel_history_at(ch, i));
+        if (!c)
+            break; /* the client sees the rest as a gap */
+        (*out)[k++] = c;
+    }
+    return k;
+}
+
 static void op_subscribe(lk_session *s, const lk_request *req)
 {
     lk_broker *b = s->b;
@@ -437,50 +471,47 @@ static void op_subscribe(lk_session *s, const lk_request *req)
     }
     size_t ws_len;
     const char *ws = workspace_of(s, &ws_len);
-    lk_channel *ch = lk_chanmap_find(b->channels, ws, ws_len, req->channel.p,
-                                     req->channel.len);
+    const char *err = NULL;
+    uint64_t seq = 0;
+    lk_frame **replay = NULL;
+    size_t nreplay = 0;
+    lk_hub_lock(b->hub);
+    lk_chanmap *map = lk_hub_channels(b->hub);
+    lk_channel *ch = lk_chanmap_find(map, ws, ws_len, req->channel.p, req->channel.len);
     if (!ch || !lk_sublist_find(&s->subs, ch)) {
-        if ((int64_t)s->subs.count >= b->cfg->max_subscriptions) {
+        if ((int64_t)s->subs.count >= b->cfg->max_subscriptions)
+            err = "limit";
+        else if (!ch)
+            ch = lk_chanmap_get(map, ws, ws_len, req->channel.p, req->channel.len);
+        if (!err && (!ch || !lk_chanmap_subscribe(map, ch, b->thread, s, &s->subs)))
+            err = "out of memory";
+    }
+    if (!err) {
+        seq = lk_channel_seq(ch);
+        if (req->has_since)
+            nreplay = copy_replay(s, ch, req->since, &replay);
+    }
+    lk_hub_unlock(b->hub);
+    if (err) {
+        if (strcmp(err, "limit") == 0) {
             snprintf(msg, sizeof msg, "subscription limit reached (%" PRId64 ")",
                      b->cfg->max_subscriptions);
             send_error(s, req->has_id, req->id, "bad_request", msg);
-            return;
+        } else {
+            send_error(s, req->has_id, req->id, "internal", err);
         }
-        if (!ch)
-            ch = lk_chanmap_get(b->channels, ws, ws_len, req->channel.p,
-                                req->channel.len);
-        if (!ch || !lk_chanmap_subscribe(b->channels, ch, s, &s->subs)) {
-            send_error(s, req->has_id, req->id, "internal", "out of memory");
-            return;
-        }
+        return;
     }
     char out[REPLY_BYTES];
     send_text(s, out, lk_codec_subscribed(out, sizeof out, req->has_id, req->id,
-                                          req->channel, lk_channel_seq(ch)), 0);
-    if (!req->has_since)
-        return;
-    /* Replay the newest held messages that fit in half of the free send
-     * queue: a history deeper than the queue limits must not close the
-     * subscriber with 4408. Older ones are skipped; the client sees the gap
-     * in seq. */
-    const lk_config *cfg = b->cfg;
-    int64_t room_msgs = (cfg->send_queue_messages - (int64_t)s->qlen) / 2;
-    int64_t room_bytes = (cfg->send_queue_bytes - (int64_t)s->qbytes) / 2;
-    size_t n = lk_channel_history_len(ch), first = n;
-    int64_t msgs = 0, bytes = 0;
-    while (first > 0) {
-        lk_frame *f = lk_channel_history_at(ch, first - 1);
-        if (f->seq <= req->since || msgs + 1 > room_msgs ||
-            bytes + (int64_t)f->len > room_bytes)
-            break;
-        msgs++;
-        bytes += (int64_t)f->len;
-        first--;
+                                          req->channel, seq), 0);
+    int ok = 1;
+    for (size_t i = 0; i < nreplay; i++) {
+        if (ok && queue_push(s, replay[i], 0))
+            ok = 0;
+        lk_frame_unref(replay[i]);
     }
-    for (size_t i = first; i < n; i++) {
-        if (queue_push(s, lk_channel_history_at(ch, i), 0))
-            return;
-    }
+    free(replay);
 }
 
 static void op_unsubscribe(lk_session *s, const lk_request *req)
@@ -488,9 +519,13 @@ static void op_unsubscribe(lk_session *s, const lk_request *req)
     lk_broker *b = s->b;
     size_t ws_len;
     const char *ws = workspace_of(s, &ws_len);
-    lk_channel *ch = lk_chanmap_find(b->channels, ws, ws_len, req->channel.p,
-                                     req->channel.len);
+    lk_hub_lock(b->hub);
+    lk_chanmap *map = lk_hub_channels(b->hub);
+    lk_channel *ch = lk_chanmap_find(map, ws, ws_len, req->channel.p, req->channel.len);
     lk_sub *sub = ch ? lk_sublist_find(&s->subs, ch) : NULL;
+    if (sub)
+        lk_chanmap_unsubscribe(map, &s->subs, sub);
+    lk_hub_unlock(b->hub);
     if (!sub) {
         char msg[320];
         snprintf(msg, sizeof msg, "not subscribed to %.*s", (int)req->channel.len,
@@ -498,7 +533,6 @@ static void op_unsubscribe(lk_session *s, const lk_request *req)
         send_error(s, req->has_id, req->id, "not_subscribed", msg);
         return;
     }
-    lk_chanmap_unsubscribe(b->channels, &s->subs, sub);
     char out[REPLY_BYTES];
     send_text(s, out, lk_codec_unsubscribed(out, sizeof out, req->has_id, req->id,
                                             req->channel, NULL), 0);
@@ -548,7 +582,7 @@ static void rate_limited(lk_session *s, const lk_request *req, const char *msg)
     s->refused++;
     int64_t limit = b->cfg->rate_limit_close;
     if (limit && s->refused >= (uint64_t)limit) {
-        b->metrics.rate_limit_closes++;
+        LK_COUNT(b->metrics.rate_limit_closes);
         lk_logline l;
         if (lk_log_begin(&l, b->log, LK_LOG_WARN, "rate limit close")) {
             lk_log_str(&l, "conn_id", s->conn_id);
@@ -574,28 +608,25 @@ static void op_publish(lk_session *s, const lk_request *req)
         return;
     }
     if (!rate_ok(s)) {
-        b->metrics.rate_limited++;
+        LK_COUNT(b->metrics.rate_limited);
         rate_limited(s, req, "publish rate exceeded");
         return;
     }
     size_t ws_len;
     const char *ws = workspace_of(s, &ws_len);
-    lk_channel *ch = lk_chanmap_get(b->channels, ws, ws_len, req->channel.p,
-                                    req->channel.len);
-    lk_frame *f = ch ? lk_fanout_build(b, ch, req->data.p, req->data.len,
-                                       lk_claims_sub(s->claims))
-                     : NULL;
-    if (!f) {
+    lk_fanout_local loc;
+    if (lk_fanout_publish(b, ws, ws_len, req->channel.p, req->channel.len, req->data.p,
+                          req->data.len, lk_claims_sub(s->claims), &loc) != LK_OK) {
         send_error(s, req->has_id, req->id, "internal", "publish failed");
         return;
     }
     /* The ack goes ahead of the publisher's own copy of the message. */
     if (req->has_id) {
         char out[REPLY_BYTES];
-        send_text(s, out, lk_codec_ack(out, sizeof out, 1, req->id, req->channel, f->seq),
+        send_text(s, out, lk_codec_ack(out, sizeof out, 1, req->id, req->channel, loc.seq),
                   0);
     }
-    lk_fanout_deliver(b, ch, f);
+    lk_fanout_finish(b, &loc);
 }
 
 static int same_str(const char *a, const char *b)
@@ -643,7 +674,9 @@ static void op_auth(lk_session *s, const lk_request *req)
             lk_span chan = {name, nlen};
             send_text(s, out, lk_codec_unsubscribed(out, sizeof out, 0, 0, chan,
                                                     "capability_revoked"), 0);
-            lk_chanmap_unsubscribe(b->channels, &s->subs, sub);
+            lk_hub_lock(b->hub);
+            lk_chanmap_unsubscribe(lk_hub_channels(b->hub), &s->subs, sub);
+            lk_hub_unlock(b->hub);
         }
         sub = next;
     }
@@ -824,7 +857,7 @@ static int on_writeable(lk_session *s, struct lws *wsi)
     int w = lws_write(wsi, p, n, LWS_WRITE_TEXT);
     if (w < 0)
         return -1;
-    b->metrics.bytes_out += n;
+    LK_COUNT_ADD(b->metrics.bytes_out, n);
     queue_pop(s, count);
     if (s->qlen || s->state == S_CLOSING)
         lws_callback_on_writable(wsi);
@@ -840,7 +873,11 @@ void lk_session_cleanup(lk_broker *b, void *user)
         return;
     s->cleaned = 1;
     lws_sul_cancel(&s->sul);
-    lk_chanmap_unsubscribe_all(b->channels, &s->subs);
+    if (s->subs.head) {
+        lk_hub_lock(b->hub);
+        lk_chanmap_unsubscribe_all(lk_hub_channels(b->hub), &s->subs);
+        lk_hub_unlock(b->hub);
+    }
     queue_clear(s);
     free(s->rx);
     s->rx = NULL;
@@ -852,7 +889,7 @@ void lk_session_cleanup(lk_broker *b, void *user)
         s->next->prev = s->prev;
     b->nsessions--;
     if (s->counted_open)
-        b->open_sessions--;
+        LK_COUNT_ADD(b->open_sessions, -1);
     lk_logline l;
     if (lk_log_begin(&l, b->log, LK_LOG_DEBUG, "disconnected")) {
         lk_log_str(&l, "conn_id", s->conn_id);
@@ -891,7 +928,7 @@ void lk_sessions_recheck_keys(lk_broker *b)
     for (lk_session *s = b->sessions; s; s = s->next) {
         if (s->state != S_OPEN || lk_keystore_active(b->keys, lk_claims_kid(s->claims)))
             continue;
-        b->metrics.revocation_kicks++;
+        LK_COUNT(b->metrics.revocation_kicks);
         lk_logline l;
         if (lk_log_begin(&l, b->log, LK_LOG_WARN, "revocation kick")) {
             lk_log_str(&l, "conn_id", s->conn_id);

@@ -327,6 +327,10 @@ class Broker:
             self.cmd += ["--db", db]
         if log_level:
             self.cmd += ["--log-level", log_level]
+        # The suite runs once with several service threads and once with
+        # one (tests/CMakeLists.txt sets LK_BROKER_THREADS).
+        if os.environ.get("LK_BROKER_THREADS") and "--threads" not in args and with_listen:
+            self.cmd += ["--threads", os.environ["LK_BROKER_THREADS"]]
         self.cmd += list(args)
         self.penv = dict(os.environ)
         self.penv.update(extra_env or {})

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "channel.h"
+#include "hub.h"
 #include "test.h"
 
 #define WS "ws_a"
@@ -18,14 +19,14 @@ static lk_frame *frame(uint64_t seq, size_t len)
 
 static void test_subscribe_both_indexes(void)
 {
-    lk_chanmap *m = lk_chanmap_create(0);
+    lk_chanmap *m = lk_chanmap_create(0, 1);
     int a, b;
     lk_sublist la = {0}, lb = {0};
     lk_channel *ch = lk_chanmap_get(m, WS, 4, "chat", 4);
     ASSERT_NOT_NULL(ch);
     ASSERT_TRUE(lk_chanmap_get(m, WS, 4, "chat", 4) == ch);
-    lk_sub *sa = lk_chanmap_subscribe(m, ch, &a, &la);
-    lk_sub *sb = lk_chanmap_subscribe(m, ch, &b, &lb);
+    lk_sub *sa = lk_chanmap_subscribe(m, ch, 0, &a, &la);
+    lk_sub *sb = lk_chanmap_subscribe(m, ch, 0, &b, &lb);
     ASSERT_EQ(lk_channel_subscriber_count(ch), 2);
     ASSERT_EQ(lk_chanmap_subscriptions(m), 2);
     ASSERT_TRUE(lk_sublist_find(&la, ch) == sa);
@@ -33,7 +34,7 @@ static void test_subscribe_both_indexes(void)
     lk_chanmap_unsubscribe(m, &la, sa);
     ASSERT_NULL(lk_sublist_find(&la, ch));
     ASSERT_EQ(la.count, 0);
-    ASSERT_TRUE(lk_channel_subscribers(ch) == sb);
+    ASSERT_TRUE(lk_channel_subscribers(ch, 0) == sb);
     ASSERT_NULL(sb->cnext);
     lk_chanmap_unsubscribe_all(m, &lb);
     ASSERT_EQ(lk_chanmap_subscriptions(m), 0);
@@ -44,7 +45,7 @@ static void test_subscribe_both_indexes(void)
 
 static void test_workspaces_are_separate(void)
 {
-    lk_chanmap *m = lk_chanmap_create(0);
+    lk_chanmap *m = lk_chanmap_create(0, 1);
     lk_channel *x = lk_chanmap_get(m, "ws_a", 4, "c", 1);
     lk_channel *y = lk_chanmap_get(m, "ws_b", 4, "c", 1);
     ASSERT_TRUE(x && y && x != y);
@@ -60,7 +61,7 @@ static void test_workspaces_are_separate(void)
 
 static void test_many_channels_rehash(void)
 {
-    lk_chanmap *m = lk_chanmap_create(0);
+    lk_chanmap *m = lk_chanmap_create(0, 1);
     char name[16];
     for (int i = 0; i < 5000; i++) {
         int n = snprintf(name, sizeof name, "c%d", i);
@@ -80,7 +81,7 @@ static void test_many_channels_rehash(void)
 
 static void test_history_ring(void)
 {
-    lk_chanmap *m = lk_chanmap_create(3);
+    lk_chanmap *m = lk_chanmap_create(3, 1);
     lk_channel *ch = lk_chanmap_get(m, WS, 4, "h", 1);
     lk_frame *keep = NULL;
     for (uint64_t s = 1; s <= 5; s++) {
@@ -104,7 +105,7 @@ static void test_history_ring(void)
 
 static void test_history_disabled(void)
 {
-    lk_chanmap *m = lk_chanmap_create(0);
+    lk_chanmap *m = lk_chanmap_create(0, 1);
     lk_channel *ch = lk_chanmap_get(m, WS, 4, "h", 1);
     lk_frame *f = frame(1, 4);
     lk_chanmap_record(m, ch, f);
@@ -116,7 +117,7 @@ static void test_history_disabled(void)
 
 static void test_idle_eviction_bound(void)
 {
-    lk_chanmap *m = lk_chanmap_create(1);
+    lk_chanmap *m = lk_chanmap_create(1, 1);
     char name[16];
     for (int i = 0; i < LK_CHAN_IDLE_MAX + 50; i++) {
         int n = snprintf(name, sizeof name, "i%d", i);
@@ -131,7 +132,7 @@ static void test_idle_eviction_bound(void)
 
 static void test_rejects_long_names(void)
 {
-    lk_chanmap *m = lk_chanmap_create(0);
+    lk_chanmap *m = lk_chanmap_create(0, 1);
     char name[202];
     memset(name, 'a', sizeof name);
     ASSERT_NULL(lk_chanmap_get(m, WS, 4, name, 201));
@@ -169,7 +170,7 @@ static lk_channel *victim_with_seq5(lk_chanmap *m, const char *ws)
  * history) nor resets its seq. */
 static void test_other_workspace_cannot_evict(void)
 {
-    lk_chanmap *m = lk_chanmap_create(2);
+    lk_chanmap *m = lk_chanmap_create(2, 1);
     lk_sublist sl = {0};
     int owner;
     lk_channel *v = victim_with_seq5(m, "ws_a");
@@ -179,7 +180,7 @@ static void test_other_workspace_cannot_evict(void)
         int n = snprintf(name, sizeof name, "s%d", i);
         lk_channel *ch = lk_chanmap_get(m, "ws_b", 4, name, (size_t)n);
         ASSERT_NOT_NULL(ch);
-        lk_chanmap_unsubscribe(m, &sl, lk_chanmap_subscribe(m, ch, &owner, &sl));
+        lk_chanmap_unsubscribe(m, &sl, lk_chanmap_subscribe(m, ch, 0, &owner, &sl));
     }
     ASSERT_EQ(churn(m, "ws_b", "p", LK_CHAN_IDLE_MAX + 50), 0);
     ASSERT_TRUE(lk_chanmap_find(m, "ws_a", 4, "victim", 6) == v);
@@ -193,7 +194,7 @@ static void test_other_workspace_cannot_evict(void)
 /* An evicted channel comes back with its seq, not 0. */
 static void test_seq_survives_eviction(void)
 {
-    lk_chanmap *m = lk_chanmap_create(2);
+    lk_chanmap *m = lk_chanmap_create(2, 1);
     victim_with_seq5(m, "ws_a");
     ASSERT_EQ(churn(m, "ws_a", "c", LK_CHAN_IDLE_MAX + 50), 0);
     ASSERT_NULL(lk_chanmap_find(m, "ws_a", 4, "victim", 6));
@@ -212,7 +213,7 @@ static void test_seq_survives_eviction(void)
  * drops its own, so ws_a's evicted channel keeps its exact seq. */
 static void test_seq_records_fair_share(void)
 {
-    lk_chanmap *m = lk_chanmap_create(0);
+    lk_chanmap *m = lk_chanmap_create(0, 1);
     victim_with_seq5(m, "ws_a");
     ASSERT_EQ(churn(m, "ws_a", "c", LK_CHAN_IDLE_MAX + 1), 0);
     ASSERT_NULL(lk_chanmap_find(m, "ws_a", 4, "victim", 6));
@@ -227,7 +228,7 @@ static void test_seq_records_fair_share(void)
 /* Past every bound, within one workspace, seq may jump but never falls. */
 static void test_seq_never_backwards_past_bound(void)
 {
-    lk_chanmap *m = lk_chanmap_create(0);
+    lk_chanmap *m = lk_chanmap_create(0, 1);
     lk_channel *v = lk_chanmap_get(m, "ws_a", 4, "victim", 6);
     for (int i = 0; i < 1000; i++)
         lk_channel_next_seq(v);
@@ -245,7 +246,7 @@ static void test_seq_never_backwards_past_bound(void)
 static void test_history_total_bound(void)
 {
     enum { NCH = 100, ROUNDS = 4 };
-    lk_chanmap *m = lk_chanmap_create(8);
+    lk_chanmap *m = lk_chanmap_create(8, 1);
     lk_sublist sl = {0};
     int owner;
     lk_channel *ch[NCH];
@@ -254,7 +255,7 @@ static void test_history_total_bound(void)
         char name[16];
         int n = snprintf(name, sizeof name, "t%d", c);
         ch[c] = lk_chanmap_get(m, WS, 4, name, (size_t)n);
-        ASSERT_NOT_NULL(lk_chanmap_subscribe(m, ch[c], &owner, &sl));
+        ASSERT_NOT_NULL(lk_chanmap_subscribe(m, ch[c], 0, &owner, &sl));
     }
     for (int r = 0; r < ROUNDS; r++)
         big[r] = frame((uint64_t)r + 1, MIB);
@@ -295,7 +296,7 @@ static void test_history_total_bound(void)
 static void test_history_global_order(void)
 {
     const size_t small = 10, charge = small + LK_HISTORY_ENTRY_OVERHEAD;
-    lk_chanmap *m = lk_chanmap_create(64);
+    lk_chanmap *m = lk_chanmap_create(64, 1);
     lk_channel *a = lk_chanmap_get(m, WS, 4, "a", 1);
     lk_channel *b = lk_chanmap_get(m, WS, 4, "b", 1);
     for (int i = 0; i < 64; i++) {
@@ -346,7 +347,7 @@ static void test_history_global_order(void)
 /* Rings are allocated on the first message and doubled up to `history`. */
 static void test_history_ring_grows_lazily(void)
 {
-    lk_chanmap *m = lk_chanmap_create(100000);
+    lk_chanmap *m = lk_chanmap_create(100000, 1);
     char name[16];
     for (int i = 0; i < 1000; i++) {
         int n = snprintf(name, sizeof name, "l%d", i);
@@ -370,7 +371,7 @@ static void test_history_ring_grows_lazily(void)
     lk_chanmap_destroy(m);
 
     /* Never past `history`, and wrapping keeps the order. */
-    m = lk_chanmap_create(6);
+    m = lk_chanmap_create(6, 1);
     ch = lk_chanmap_get(m, WS, 4, "w", 1);
     for (uint64_t s = 1; s <= 20; s++) {
         lk_frame *f = frame(s, 10);
@@ -384,7 +385,100 @@ static void test_history_ring_grows_lazily(void)
     lk_chanmap_destroy(m);
 }
 
+static void test_per_thread_lists(void)
+{
+    lk_chanmap *m = lk_chanmap_create(0, 3);
+    int a, b;
+    lk_sublist la = {0}, lb = {0};
+    lk_channel *ch = lk_chanmap_get(m, WS, 4, "chat", 4);
+    lk_channel_next_seq(ch);
+    lk_sub *sa = lk_chanmap_subscribe(m, ch, 2, &a, &la);
+    lk_channel_next_seq(ch);
+    lk_sub *sb = lk_chanmap_subscribe(m, ch, 0, &b, &lb);
+    ASSERT_NOT_NULL(sa);
+    ASSERT_NULL(lk_chanmap_subscribe(m, ch, 3, &b, &lb)); /* no such thread */
+    ASSERT_TRUE(lk_channel_subscribers(ch, 2) == sa);
+    ASSERT_TRUE(lk_channel_subscribers(ch, 0) == sb);
+    ASSERT_NULL(lk_channel_subscribers(ch, 1));
+    /* Live delivery starts after the seq at subscribe time. */
+    ASSERT_EQ(sa->from_seq, 1);
+    ASSERT_EQ(sb->from_seq, 2);
+    ASSERT_EQ(lk_channel_subscriber_count(ch), 2);
+    lk_chanmap_unsubscribe(m, &la, sa);
+    ASSERT_NULL(lk_channel_subscribers(ch, 2));
+    ASSERT_TRUE(lk_channel_subscribers(ch, 0) == sb);
+    lk_chanmap_unsubscribe_all(m, &lb);
+    lk_chanmap_destroy(m);
+}
+
+/* A channel with a message on its way to another thread must survive the
+ * idle bound, or that thread would read freed memory. */
+static void test_pinned_channel_not_evicted(void)
+{
+    lk_chanmap *m = lk_chanmap_create(0, 2);
+    lk_channel *ch = lk_chanmap_get(m, WS, 4, "pinned", 6);
+    lk_chanmap_pin(m, ch);
+    lk_chanmap_pin(m, ch);
+    char name[16];
+    for (int i = 0; i < LK_CHAN_IDLE_MAX + 10; i++) {
+        int n = snprintf(name, sizeof name, "i%d", i);
+        ASSERT_NOT_NULL(lk_chanmap_get(m, WS, 4, name, (size_t)n));
+    }
+    ASSERT_TRUE(lk_chanmap_find(m, WS, 4, "pinned", 6) == ch);
+    lk_chanmap_unpin(m, ch);
+    ASSERT_TRUE(lk_chanmap_find(m, WS, 4, "pinned", 6) == ch);
+    /* The last unpin makes it idle again: the newest, so it stays. */
+    lk_chanmap_unpin(m, ch);
+    ASSERT_EQ(lk_chanmap_channels(m), LK_CHAN_IDLE_MAX);
+    for (int i = 0; i < LK_CHAN_IDLE_MAX + 10; i++) {
+        int n = snprintf(name, sizeof name, "j%d", i);
+        ASSERT_NOT_NULL(lk_chanmap_get(m, WS, 4, name, (size_t)n));
+    }
+    ASSERT_NULL(lk_chanmap_find(m, WS, 4, "pinned", 6));
+    lk_chanmap_destroy(m);
+}
+
+static void test_hub_inbox(void)
+{
+    lk_hub *h = NULL;
+    ASSERT_EQ(lk_hub_create(0, 0, &h), -1);
+    ASSERT_EQ(lk_hub_create(0, LK_THREADS_MAX + 1, &h), -1);
+    ASSERT_EQ(lk_hub_create(4, 2, &h), 0);
+    lk_hub_entry *e;
+    ASSERT_EQ(lk_hub_take(h, 1, &e), 0);
+    lk_hub_lock(h);
+    lk_channel *ch = lk_chanmap_get(lk_hub_channels(h), WS, 4, "c", 1);
+    /* The first post into an empty inbox asks for a wake-up, later ones
+     * ride on it. */
+    ASSERT_EQ(lk_hub_post(h, 1, ch, frame(1, 8)), 1);
+    ASSERT_EQ(lk_hub_post(h, 1, ch, frame(2, 8)), 0);
+    ASSERT_EQ(lk_hub_post(h, 1, ch, frame(3, 8)), 0);
+    lk_hub_unlock(h);
+    size_t n = lk_hub_take(h, 1, &e);
+    ASSERT_EQ(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        ASSERT_TRUE(e[i].ch == ch);
+        ASSERT_EQ(e[i].f->seq, i + 1); /* in post order */
+        lk_frame_unref(e[i].f);
+    }
+    lk_hub_done(h, e, n);
+    ASSERT_EQ(lk_hub_take(h, 0, &e), 0);
+    lk_hub_lock(h);
+    ASSERT_EQ(lk_hub_post(h, 1, ch, frame(4, 8)), 1);
+    lk_hub_unlock(h);
+    ASSERT_EQ(lk_hub_sockets_add(h, 3), 3);
+    ASSERT_EQ(lk_hub_sockets_add(h, -1), 2);
+    ASSERT_EQ(lk_hub_stopping(h), 0);
+    lk_hub_request(h, LK_HUB_STOP);
+    ASSERT_EQ(lk_hub_stopping(h), 1);
+    /* An untaken entry is freed with the hub (ASan checks). */
+    lk_hub_destroy(h);
+}
+
 LK_TEST_MAIN("channel",
+             LK_TEST(test_per_thread_lists),
+             LK_TEST(test_pinned_channel_not_evicted),
+             LK_TEST(test_hub_inbox),
              LK_TEST(test_subscribe_both_indexes),
              LK_TEST(test_workspaces_are_separate),
              LK_TEST(test_many_channels_rehash),
