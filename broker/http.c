@@ -131,7 +131,10 @@ static void route_metrics(const lk_http_req *req, lk_http_resp *resp)
         if (!w)
             continue;
         lk_metrics_add(&m, &w->metrics);
-        g.connections += __atomic_load_n(&w->open_sessions, __ATOMIC_RELAXED);
+        uint64_t open = __atomic_load_n(&w->open_sessions, __ATOMIC_RELAXED);
+        g.connections += open;
+        if (t < LK_METRICS_THREADS_MAX)
+            g.thread_connections[g.threads++] = open;
     }
     lk_hub_lock(b->hub);
     g.subscriptions = lk_chanmap_subscriptions(lk_hub_channels(b->hub));

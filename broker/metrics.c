@@ -159,6 +159,11 @@ char *lk_metrics_render(const lk_metrics *m, const lk_gauges *g, size_t *len)
            "Open WebSocket connections.", g->connections);
     metric(&b, "latchkey_sockets", "gauge",
            "Open TCP connections, HTTP included.", g->sockets);
+    add(&b, "# HELP latchkey_thread_connections Open WebSocket connections, by service thread.\n"
+            "# TYPE latchkey_thread_connections gauge\n");
+    for (size_t t = 0; t < g->threads && t < LK_METRICS_THREADS_MAX; t++)
+        add(&b, "latchkey_thread_connections{thread=\"%zu\"} %" PRIu64 "\n", t,
+            g->thread_connections[t]);
     metric(&b, "latchkey_connections_total", "counter",
            "WebSocket connections accepted.", m->connections_total);
     add(&b, "# HELP latchkey_connections_refused_total WebSocket connects refused, by reason.\n"

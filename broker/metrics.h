@@ -92,8 +92,12 @@ typedef struct lk_metrics {
     uint64_t latency_sum_us;
 } lk_metrics;
 
+#define LK_METRICS_THREADS_MAX 64
+
 typedef struct lk_gauges {
     uint64_t connections;      /* open WebSocket sessions */
+    uint64_t thread_connections[LK_METRICS_THREADS_MAX]; /* ... per service thread */
+    size_t threads;
     uint64_t sockets;          /* open TCP connections (HTTP included) */
     uint64_t subscriptions;
     uint64_t channels;
