@@ -40,8 +40,9 @@ static lk_frame *build(lk_span chan, const char *data, size_t dlen, const char *
 static void deliver(lk_broker *b, lk_sub *sub, lk_frame *f)
 {
     uint64_t n = 0;
+    int64_t now = sub ? lk_mono_us() : 0;
     for (; sub; sub = sub->cnext)
-        if (f->seq > sub->from_seq && lk_session_enqueue(sub->owner, f) == 0)
+        if (f->seq > sub->from_seq && lk_session_enqueue(sub->owner, f, now) == 0)
             n++;
     LK_COUNT_ADD(b->metrics.messages_delivered, n);
 }

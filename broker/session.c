@@ -150,8 +150,9 @@ static void slow_consumer(lk_session *s)
 }
 
 /* `final` frames (the error before a close) bypass the limits and the
- * closing state. */
-static int queue_push(lk_session *s, lk_frame *f, int final)
+ * closing state. `now` (lk_mono_us) stamps message frames for the latency
+ * histogram; a fan-out reads the clock once for all its subscribers. */
+static int queue_push_at(lk_session *s, lk_frame *f, int final, int64_t now)
 {
     if (s->state == S_CLOSING && !final)
         return -1;
@@ -168,16 +169,23 @@ static int queue_push(lk_session *s, lk_frame *f, int final)
         return -1;
     }
     s->q[(s->qhead + s->qlen) % s->qcap] = lk_frame_ref(f);
-    s->qt[(s->qhead + s->qlen) % s->qcap] = f->seq ? lk_mono_us() : 0;
-    s->qlen++;
+    s->qt[(s->qhead + s->qlen) % s->qcap] = f->seq ? now : 0;
     s->qbytes += f->len;
-    lws_callback_on_writable(s->wsi);
+    /* WRITEABLE asks again while anything is left, so only a queue that
+     * was empty needs to ask. */
+    if (s->qlen++ == 0)
+        lws_callback_on_writable(s->wsi);
     return 0;
 }
 
-int lk_session_enqueue(lk_session *s, lk_frame *f)
+static int queue_push(lk_session *s, lk_frame *f, int final)
 {
-    return queue_push(s, f, 0);
+    return queue_push_at(s, f, final, f->seq ? lk_mono_us() : 0);
+}
+
+int lk_session_enqueue(lk_session *s, lk_frame *f, int64_t now)
+{
+    return queue_push_at(s, f, 0, now);
 }
 
 /* Copies a reply into its own frame and queues it. */

@@ -36,10 +36,11 @@ int lk_session_callback(lk_broker *b, struct lws *wsi,
 /* Releases a session's resources; idempotent (CLOSED and WSI_DESTROY). */
 void lk_session_cleanup(lk_broker *b, void *user);
 
-/* Queues a shared frame (taking a reference) and requests WRITEABLE.
- * Returns 0, or -1 if the session is closing or its queue overflowed, in
- * which case it is being closed with 4408. */
-int lk_session_enqueue(lk_session *s, lk_frame *f);
+/* Queues a shared message frame (taking a reference), stamped `now`
+ * (lk_mono_us), and requests WRITEABLE. Returns 0, or -1 if the session is
+ * closing or its queue overflowed, in which case it is being closed with
+ * 4408. */
+int lk_session_enqueue(lk_session *s, lk_frame *f, int64_t now);
 
 /* Closes every open session whose key is no longer active (error
  * forbidden, 4403). Called after the key table reloads. */
