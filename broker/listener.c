@@ -273,10 +273,15 @@ static int open_listen_socket(lk_broker *b, char *why, size_t why_len)
     return 0;
 }
 
-void lk_listener_log_hook(lk_log *log)
+void lk_listener_log_hook(lk_log *log, size_t threads)
 {
-    lws_log_sink = log;
-    lws_set_log_level(log ? LLL_ERR | LLL_WARN : 0, log ? lws_log_emit : NULL);
+    /* lws 4.1.6 formats every log line into one static buffer, so two
+     * threads logging at once garble each other's lines (it logs each
+     * adoption at ERR level): with several service threads its lines are
+     * not asked for at all. */
+    int level = log && threads == 1 ? LLL_ERR | LLL_WARN : 0;
+    lws_log_sink = level ? log : NULL;
+    lws_set_log_level(level, level ? lws_log_emit : NULL);
 }
 
 int lk_listener_start(lk_broker *b, char *why, size_t why_len)

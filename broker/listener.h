@@ -32,9 +32,10 @@
  * spare (the prelude refuses heads over LK_PRELUDE_MAX before that). */
 #define LK_MAX_HEADER_DATA 32768
 
-/* Routes lws's log lines into `log` (NULL: drops them). `log` must outlive
- * every context. */
-void lk_listener_log_hook(lk_log *log);
+/* Routes lws's log lines into `log` (NULL: drops them) when the broker has
+ * one service thread; with more, lws is told to log nothing (see
+ * listener.c). `log` must outlive every context. */
+void lk_listener_log_hook(lk_log *log, size_t threads);
 
 /* Binds (thread 0: the configured port, and sets b->port; other threads:
  * b->port, which thread 0 has set), creates the context and adopts the

@@ -380,7 +380,7 @@ int main(int argc, char **argv)
         lk_log_destroy(sh.log);
         return 1;
     }
-    lk_listener_log_hook(sh.log);
+    lk_listener_log_hook(sh.log, nthreads);
 
     /* Contexts are created here, one after the other; each thread then
      * only services its own. */
@@ -444,7 +444,7 @@ out:
     /* Sessions are gone: nothing references the channels any more. */
     for (size_t t = 0; t < made; t++)
         broker_free(w[t]);
-    lk_listener_log_hook(NULL);
+    lk_listener_log_hook(NULL, 1);
     lk_hub_destroy(sh.hub);
     lk_ratelimit_destroy(sh.api_limits);
     if (!status)
