@@ -42,7 +42,8 @@ install(FILES ${CMAKE_CURRENT_LIST_DIR}/latchkey.sysusers
 if(LK_WITH_TESTS)
   enable_testing()
   set(lk_bt_dir ${PROJECT_SOURCE_DIR}/tests/unit/broker)
-  set(lk_bt_prelude ${CMAKE_CURRENT_LIST_DIR}/prelude.c ${CMAKE_CURRENT_LIST_DIR}/gate.c)
+  set(lk_bt_prelude ${CMAKE_CURRENT_LIST_DIR}/prelude.c ${CMAKE_CURRENT_LIST_DIR}/gate.c
+    ${CMAKE_CURRENT_LIST_DIR}/hub.c ${CMAKE_CURRENT_LIST_DIR}/channel.c)
   set(lk_bt_channel ${CMAKE_CURRENT_LIST_DIR}/channel.c ${CMAKE_CURRENT_LIST_DIR}/hub.c)
   set(lk_bt_config ${CMAKE_CURRENT_LIST_DIR}/config.c ${CMAKE_CURRENT_LIST_DIR}/log.c)
   set(lk_bt_ratelimit ${CMAKE_CURRENT_LIST_DIR}/ratelimit.c)

@@ -69,6 +69,7 @@ typedef struct lk_broker {
     lws_sorted_usec_list_t sul_accept;
     int signal_fd;                /* thread 0; -1 once lws owns it */
     unsigned reloads;             /* hub reload requests handled */
+    unsigned key_changes;         /* hub keys requests handled */
     struct lk_hub_entry *inbox;   /* taken from the hub, delivered up to */
     size_t inbox_n, inbox_i;      /* inbox_i (fanout.c) */
 

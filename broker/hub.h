@@ -43,7 +43,7 @@ typedef struct lk_hub_entry {
     lk_frame *f;       /* the taker's to unref */
 } lk_hub_entry;
 
-enum { LK_HUB_STOP = 1, LK_HUB_RELOAD = 2 };
+enum { LK_HUB_STOP = 1, LK_HUB_RELOAD = 2, LK_HUB_KEYS = 3 };
 
 /* 0, or -1 on ENOMEM or a thread count outside 1..LK_THREADS_MAX. */
 int lk_hub_create(size_t history, size_t nthreads, lk_hub **out);
@@ -80,10 +80,16 @@ void lk_hub_done(lk_hub *h, const lk_hub_entry *e, size_t n);
 size_t lk_hub_sockets_add(lk_hub *h, long delta);
 size_t lk_hub_sockets(const lk_hub *h);
 
-/* Asks every thread to stop or to reload (wakes them all). */
+/* Asks every thread to stop, to reload its configuration, or (LK_HUB_KEYS,
+ * from the thread that polls the registry) to reload its key table; wakes
+ * them all. */
 void lk_hub_request(lk_hub *h, int what);
 int lk_hub_stopping(const lk_hub *h);
-/* Grows by one per reload request. */
+/* Grow by one per reload or keys request. */
 unsigned lk_hub_reloads(const lk_hub *h);
+unsigned lk_hub_key_changes(const lk_hub *h);
+/* A thread has reloaded its keys after a keys request: returns 1 for the
+ * last of the threads asked. */
+int lk_hub_keys_reloaded(lk_hub *h);
 
 #endif

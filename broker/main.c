@@ -92,25 +92,47 @@ static void flush_key_use(lk_broker *b)
                    err.message[0] ? err.message : lk_strerror(rc));
 }
 
-static void on_key_poll(lws_sorted_usec_list_t *sul)
+static void log_keys_reloaded(lk_broker *b)
 {
-    lk_broker *b = lws_container_of(sul, lk_broker, sul_poll);
-    if (++b->polls % TOUCH_EVERY_POLLS == 0)
-        flush_key_use(b);
+    lk_logline l;
+    if (lk_log_begin(&l, b->log, LK_LOG_INFO, "keys reloaded")) {
+        lk_log_int(&l, "keys", (int64_t)lk_keystore_count(b->keys));
+        lk_log_end(&l);
+    }
+}
+
+/* Reloads this thread's key table and acts on it; 1 if it changed. */
+static int reload_keys(lk_broker *b)
+{
     int changed = 0;
     lk_error err = {0};
     int rc = lk_keystore_poll(b->keys, &changed, &err);
     if (rc != LK_OK) {
         lk_log_msg(b->log, LK_LOG_WARN, "key registry poll failed",
                    err.message[0] ? err.message : lk_strerror(rc));
-    } else if (changed) {
-        lk_logline l;
-        if (lk_log_begin(&l, b->log, LK_LOG_INFO, "keys reloaded")) {
-            lk_log_int(&l, "keys", (int64_t)lk_keystore_count(b->keys));
-            lk_log_end(&l);
-        }
+        return 0;
+    }
+    if (changed) {
         lk_sessions_recheck_keys(b);
         lk_api_keys_changed(b);
+    }
+    return changed;
+}
+
+/* Thread 0 polls the registry and has the other threads reload when it
+ * changed; "keys reloaded" is logged once every thread has, so a key
+ * revoked or rotated is in force everywhere from that line on. The other
+ * threads' timers only record when keys were last used. */
+static void on_key_poll(lws_sorted_usec_list_t *sul)
+{
+    lk_broker *b = lws_container_of(sul, lk_broker, sul_poll);
+    if (++b->polls % TOUCH_EVERY_POLLS == 0)
+        flush_key_use(b);
+    if (b->thread == 0 && reload_keys(b)) {
+        if (lk_hub_threads(b->hub) > 1)
+            lk_hub_request(b->hub, LK_HUB_KEYS);
+        else
+            log_keys_reloaded(b);
     }
     /* Messages posted while a wake-up was being handled wait for the
      * next one; this keeps any such entry from waiting longer. */
@@ -214,6 +236,15 @@ void lk_broker_wake(lk_broker *b)
     if (reloads != b->reloads) {
         b->reloads = reloads;
         reload(b);
+    }
+    unsigned keys = lk_hub_key_changes(b->hub);
+    if (keys != b->key_changes) {
+        b->key_changes = keys;
+        if (b->thread != 0) {
+            reload_keys(b);
+            if (lk_hub_keys_reloaded(b->hub))
+                log_keys_reloaded(b);
+        }
     }
 }
 

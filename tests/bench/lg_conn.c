@@ -143,7 +143,21 @@ void lg_conn_release(lg_net *net, lg_conn *c)
     c->next_n = NULL;
     c->tx_cap = c->tx_len = c->tx_off = c->rx_cap = c->rx_len = 0;
     c->n_next = 0;
+    c->epout = 0;
     lg_ws_reader_free(&c->rd);
+    lg_stream_free(&c->st);
+}
+
+void lg_conn_drop(lg_net *net, lg_conn *c)
+{
+    if (lg_conn_in_handshake(c))
+        net->inflight--;
+    else if (c->state == LG_CS_READY)
+        net->open--;
+    lg_conn_release(net, c);
+    c->state = LG_CS_NEW;
+    c->waiting = 0;
+    c->pub_n = 0;
 }
 
 void lg_conn_mark_dead(lg_net *net, lg_conn *c, const char *why)
@@ -169,6 +183,9 @@ void lg_conn_kill(lg_net *net, lg_conn *c, const char *why)
 
 void lg_conn_set_ready(lg_net *net, lg_conn *c)
 {
+    net->last_ready = lg_now_ns();
+    if (net->ready_hist)
+        lg_hist_record(net->ready_hist, (uint64_t)(net->last_ready - c->t_start));
     c->state = LG_CS_READY;
     net->inflight--;
     net->ever_ready++;
@@ -253,9 +270,9 @@ int lg_conn_queue_frame(lg_net *net, lg_conn *c, int opcode, const void *p, size
     return 0;
 }
 
-int lg_conn_send_text(lg_net *net, lg_conn *c, const char *s, size_t len)
+int lg_conn_send(lg_net *net, lg_conn *c, int opcode, const void *p, size_t len)
 {
-    if (lg_conn_queue_frame(net, c, LG_WS_TEXT, s, len) < 0)
+    if (lg_conn_queue_frame(net, c, opcode, p, len) < 0)
         return -1;
     return lg_conn_flush(net, c);
 }
@@ -266,7 +283,8 @@ void lg_conn_start(lg_net *net, lg_conn *c)
 {
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     c->state = LG_CS_CONNECTING;
-    c->deadline = lg_now_ns() + net->handshake_ns;
+    c->t_start = lg_now_ns();
+    c->deadline = c->t_start + net->handshake_ns;
     net->inflight++;
     if (c->fd < 0) {
         lg_conn_kill(net, c, errno == EMFILE || errno == ENFILE ? "fd_limit" : "socket");
@@ -313,13 +331,22 @@ static void on_connected(lg_net *net, lg_conn *c)
         lg_conn_kill(net, c, "rand");
         return;
     }
-    size_t need = strlen(net->token) + strlen(net->path) + 512;
+    char path[LG_MAX_PATH + 1];
+    const char *p = net->path;
+    if (net->path_for) {
+        if (net->path_for(net, c, path, sizeof path) == 0) {
+            lg_conn_kill(net, c, "path_too_long");
+            return;
+        }
+        p = path;
+    }
+    size_t need = (net->token ? strlen(net->token) : 0) + strlen(p) + 512;
     if (tx_reserve(c, need) < 0) {
         lg_conn_kill(net, c, "tx_overflow");
         return;
     }
-    size_t n = lg_ws_request((char *)c->tx, c->tx_cap, net->host, net->port, net->path, c->key,
-                             net->token);
+    size_t n = lg_ws_request((char *)c->tx, c->tx_cap, net->host, net->port, p, c->key,
+                             net->subprotocol, net->token);
     if (n == 0) {
         lg_conn_kill(net, c, "request_too_large");
         return;
@@ -342,16 +369,8 @@ static int on_message(void *ud, int opcode, const uint8_t *p, size_t len)
     reading *r = ud;
     lg_net *net = r->net;
     lg_conn *c = r->c;
-    if (opcode == LG_WS_TEXT) {
-        const char *s = (const char *)p, *end = s + len;
-        /* The broker may pack several messages into one frame. */
-        while (s < end && c->state != LG_CS_DEAD) {
-            const char *nl = memchr(s, '\n', (size_t)(end - s));
-            const char *le = nl ? nl : end;
-            if (le > s)
-                net->on_line(net, c, s, (size_t)(le - s));
-            s = le + 1;
-        }
+    if (opcode == LG_WS_TEXT || opcode == LG_WS_BINARY) {
+        net->on_message(net, c, opcode, p, len);
     } else if (opcode == LG_WS_PING) {
         if (lg_conn_queue_frame(net, c, LG_WS_PONG, p, len) == 0)
             lg_conn_flush(net, c);
@@ -379,7 +398,8 @@ static size_t process(lg_net *net, lg_conn *c, uint8_t *buf, size_t have)
             return 0;
         }
         char why[64];
-        if (lg_ws_check_response((const char *)buf, end, c->key, why, sizeof why) < 0) {
+        if (lg_ws_check_response((const char *)buf, end, c->key, net->subprotocol, why,
+                                 sizeof why) < 0) {
             char tag[80];
             snprintf(tag, sizeof tag, "upgrade_%s", why);
             for (size_t i = 0; tag[i]; i++)
@@ -388,8 +408,11 @@ static size_t process(lg_net *net, lg_conn *c, uint8_t *buf, size_t have)
             lg_conn_mark_dead(net, c, tag);
             return end;
         }
-        c->state = LG_CS_WELCOME;
+        c->state = LG_CS_GREETING;
         off = end;
+        net->on_open(net, c);
+        if (c->state == LG_CS_DEAD)
+            return have;
     }
     reading r = {net, c};
     long n = lg_ws_reader_feed(&c->rd, buf + off, have - off, on_message, &r);
@@ -455,12 +478,16 @@ static void on_readable(lg_net *net, lg_conn *c)
             c->rx_cap = 0;
         }
     } else if (left) {
-        c->rx = malloc(left + LG_READ_CHUNK);
-        if (!c->rx) {
-            lg_conn_kill(net, c, "oom");
-            return;
+        /* A buffer kept from an earlier partial frame is reused. */
+        if (c->rx_cap < left) {
+            free(c->rx);
+            c->rx = malloc(left + LG_READ_CHUNK);
+            c->rx_cap = c->rx ? left + LG_READ_CHUNK : 0;
+            if (!c->rx) {
+                lg_conn_kill(net, c, "oom");
+                return;
+            }
         }
-        c->rx_cap = left + LG_READ_CHUNK;
         memcpy(c->rx, buf + used, left);
         c->rx_len = left;
     }

@@ -38,8 +38,8 @@ void lg_ws_accept_for(const char *key, char out[LG_WS_ACCEPT_BYTES + 1])
     EVP_EncodeBlock((unsigned char *)out, digest, (int)dlen);
 }
 
-size_t lg_ws_request(char *out, size_t cap, const char *host, int port,
-                     const char *path, const char *key, const char *token)
+size_t lg_ws_request(char *out, size_t cap, const char *host, int port, const char *path,
+                     const char *key, const char *subprotocol, const char *token)
 {
     int n = snprintf(out, cap,
                      "GET %s HTTP/1.1\r\n"
@@ -48,9 +48,13 @@ size_t lg_ws_request(char *out, size_t cap, const char *host, int port,
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n"
-                     "Sec-WebSocket-Protocol: " LG_WS_SUBPROTOCOL "%s%s\r\n"
+                     "%s%s%s%s%s"
                      "\r\n",
-                     path, host, port, key, token ? ", bearer." : "", token ? token : "");
+                     path, host, port, key,
+                     subprotocol || token ? "Sec-WebSocket-Protocol: " : "",
+                     subprotocol ? subprotocol : "",
+                     token ? (subprotocol ? ", bearer." : "bearer.") : "", token ? token : "",
+                     subprotocol || token ? "\r\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return 0;
     return (size_t)n;
@@ -85,9 +89,9 @@ static int value_has_token(const char *v, size_t vlen, const char *tok)
 }
 
 int lg_ws_check_response(const char *head, size_t len, const char *key,
-                         char *why, size_t why_len)
+                         const char *subprotocol, char *why, size_t why_len)
 {
-    int upgrade = 0, connection = 0, accept = 0, proto = 0;
+    int upgrade = 0, connection = 0, accept = 0, proto = 0, proto_seen = 0;
     char want[LG_WS_ACCEPT_BYTES + 1];
 
     if (len < 12 || memcmp(head, "HTTP/1.1 ", 9) != 0) {
@@ -130,9 +134,11 @@ int lg_ws_check_response(const char *head, size_t len, const char *key,
                 connection = value_has_token(v, vlen, "upgrade");
             else if (NAME_IS("Sec-WebSocket-Accept"))
                 accept = want[0] && vlen == LG_WS_ACCEPT_BYTES && memcmp(v, want, vlen) == 0;
-            else if (NAME_IS("Sec-WebSocket-Protocol"))
-                proto = vlen == sizeof(LG_WS_SUBPROTOCOL) - 1 &&
-                        memcmp(v, LG_WS_SUBPROTOCOL, vlen) == 0;
+            else if (NAME_IS("Sec-WebSocket-Protocol")) {
+                proto_seen = 1;
+                proto = subprotocol && vlen == strlen(subprotocol) &&
+                        memcmp(v, subprotocol, vlen) == 0;
+            }
 #undef NAME_IS
         }
         p = eol;
@@ -145,8 +151,12 @@ int lg_ws_check_response(const char *head, size_t len, const char *key,
         snprintf(why, why_len, "bad Sec-WebSocket-Accept");
         return -1;
     }
-    if (!proto) {
-        snprintf(why, why_len, "subprotocol " LG_WS_SUBPROTOCOL " not selected");
+    if (subprotocol && !proto) {
+        snprintf(why, why_len, "subprotocol %s not selected", subprotocol);
+        return -1;
+    }
+    if (!subprotocol && proto_seen) {
+        snprintf(why, why_len, "unrequested subprotocol");
         return -1;
     }
     return 0;

@@ -19,7 +19,6 @@
 #define LG_WS_ACCEPT_BYTES 28     /* base64 of a SHA-1 digest */
 #define LG_WS_MAX_HEADER 14       /* largest client frame header (masked) */
 #define LG_WS_MAX_HEAD 16384      /* largest response head we read */
-#define LG_WS_SUBPROTOCOL "latchkey.v1"
 
 enum {
     LG_WS_CONT = 0x0,
@@ -37,22 +36,23 @@ int lg_ws_make_key(char key[LG_WS_KEY_BYTES + 1]);
 /* The Sec-WebSocket-Accept value a server must answer to `key`. */
 void lg_ws_accept_for(const char *key, char out[LG_WS_ACCEPT_BYTES + 1]);
 
-/* Writes the upgrade request for `path`, offering latchkey.v1 and, when
- * `token` is non-NULL, bearer.<token>. Returns the length, or 0 when `cap`
- * is too small. The result holds the token: callers cleanse it. */
-size_t lg_ws_request(char *out, size_t cap, const char *host, int port,
-                     const char *path, const char *key, const char *token);
+/* Writes the upgrade request for `path`, offering `subprotocol` (none when
+ * NULL) and, when `token` is non-NULL, bearer.<token> after it. Returns the
+ * length, or 0 when `cap` is too small. The result holds the token: callers
+ * cleanse it. */
+size_t lg_ws_request(char *out, size_t cap, const char *host, int port, const char *path,
+                     const char *key, const char *subprotocol, const char *token);
 
 /* Length of the response head (through the blank line) at the start of
  * `buf`, or 0 if it is not complete yet. */
 size_t lg_ws_head_end(const char *buf, size_t len);
 
 /* Checks a complete response head: status 101, Upgrade: websocket,
- * Connection: upgrade, the Accept matching `key` and the latchkey.v1
- * subprotocol. 0 if valid; -1 with a short reason in `why` otherwise (the
- * status line's code for a refused upgrade). */
+ * Connection: upgrade, the Accept matching `key` and `subprotocol` selected
+ * (or, when it is NULL, none selected). 0 if valid; -1 with a short reason
+ * in `why` otherwise (the status line's code for a refused upgrade). */
 int lg_ws_check_response(const char *head, size_t len, const char *key,
-                         char *why, size_t why_len);
+                         const char *subprotocol, char *why, size_t why_len);
 
 /* Encodes one final client frame with the given 32-bit mask. `out` must
  * hold len + LG_WS_MAX_HEADER bytes. Returns the frame length. */

@@ -6,8 +6,9 @@ client masking and the handshake itself) sends welcome, answers subscribe,
 fans publishes out to subscribers (some with whitespace and members in
 another order), packs several messages per frame with '\\n', fragments
 some frames, pings every connection and refuses a wrong
-token with HTTP 401. loadgen's sub, pub and idle modes must count exactly
-what was sent, with no gaps.
+token with HTTP 401. loadgen's sub, pub, idle and connect modes must count
+exactly what was sent, with no gaps, also with per-connection channels
+(--channel-pattern) plus a shared one.
 
 usage: loadgen_peer_test.py PATH/TO/loadgen
 """
@@ -140,6 +141,7 @@ async def run(loadgen):
     try:
         ready = last_json(await asyncio.wait_for(sub.stdout.readline(), 20))
         assert ready["event"] == "ready" and ready["ready"] == SUBS, ready
+        assert ready["proto"] == "latchkey" and ready["mode"] == "sub", ready
 
         steps = [("500", "1", "1", "0"), ("300", "0.5", "2", "5")]
         for rate, dur, conns, pub_id in steps:
@@ -169,6 +171,41 @@ async def run(loadgen):
         if sub.returncode is None:
             sub.kill()
             await sub.wait()
+
+    # Own channel per connection plus a shared one: 5 subscribers on
+    # peer:c0..c4 and peer:shared; every 4th publish goes to the shared one.
+    pat = ["--port", str(port), "--token-file", good, "--channel", "peer:shared",
+           "--channel-pattern", "peer:c%d"]
+    psub = await asyncio.create_subprocess_exec(
+        loadgen, "sub", "-n", "5", "--control", "--duration", "60", "--quiet-ms", "200",
+        "--shared", *pat, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        ready = last_json(await asyncio.wait_for(psub.stdout.readline(), 20))
+        assert ready["ready"] == 5, ready
+        pub = await run_once("pub", "--rate", "400", "--duration", "0.5", "-n", "2",
+                             "--channel-count", "5", "--shared-every", "4", *pat)
+        assert pub["sent"] == 200 and pub["sent_shared"] == 50 and pub["sent_own"] == 150, pub
+        psub.stdin.write(b"quit\n")
+        await psub.stdin.drain()
+        res = last_json(await asyncio.wait_for(psub.stdout.readline(), 20))
+        assert res["received_own"] == 150 and res["received_shared"] == 250, res
+        assert res["gaps"] == 0 and res["dups"] == 0 and res["bad_payload"] == 0, res
+        assert await asyncio.wait_for(psub.wait(), 10) == 0
+    finally:
+        if psub.returncode is None:
+            psub.kill()
+            await psub.wait()
+
+    # Connect rate: a round per line, the second after dropping them all.
+    p = await asyncio.create_subprocess_exec(loadgen, "connect", "-n", "30", "--rounds", "2",
+                                             *common, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(p.communicate(), 30)
+    assert p.returncode == 0
+    rounds = [json.loads(l) for l in out.decode().splitlines() if '"round"' in l]
+    assert [r["round"] for r in rounds] == [1, 2], rounds
+    assert all(r["ok"] == 30 and r["failed"] == 0 and r["rate"] > 0 for r in rounds), rounds
+    bad_connect = await run_once("connect", "-n", "4", "--port", str(port), "--token-file", bad)
+    assert bad_connect["failures"] == {"upgrade_HTTP_401": 4}, bad_connect
 
     idle = await run_once("idle", "-n", "10", "--duration", "0.6", *common)
     assert idle["ready"] == 10 and idle["open"] == 10 and idle["failed"] == 0, idle

@@ -1,5 +1,6 @@
 /*
- * loadgen_test.c - unit tests for the load generator's WebSocket codec and
+ * loadgen_test.c - unit tests for the load generator's WebSocket codec,
+ * NATS and MQTT codecs and stream buffer, payload, protocol encoders and
  * latency histogram.
  */
 #include <stdint.h>
@@ -7,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lg_client.h"
 #include "lg_hist.h"
+#include "lg_proto.h"
 #include "lg_ws.h"
 #include "test.h"
 
@@ -36,7 +39,7 @@ static void test_request(void)
 {
     char buf[1024];
     size_t n = lg_ws_request(buf, sizeof buf, "127.0.0.1", 8080, "/v1/realtime", RFC_KEY,
-                             "aaa.bbb.ccc");
+                             "latchkey.v1", "aaa.bbb.ccc");
     ASSERT_TRUE(n > 0);
     ASSERT_EQ(n, strlen(buf));
     ASSERT_TRUE(strncmp(buf, "GET /v1/realtime HTTP/1.1\r\n", 27) == 0);
@@ -46,15 +49,27 @@ static void test_request(void)
     ASSERT_EQ(lg_ws_head_end(buf, n), n);
     ASSERT_EQ(lg_ws_head_end(buf, n - 1), 0);
     /* Too small a buffer writes nothing useful and says so. */
-    ASSERT_EQ(lg_ws_request(buf, 40, "127.0.0.1", 8080, "/", RFC_KEY, "t"), 0);
-    n = lg_ws_request(buf, sizeof buf, "127.0.0.1", 1, "/", RFC_KEY, NULL);
+    ASSERT_EQ(lg_ws_request(buf, 40, "127.0.0.1", 8080, "/", RFC_KEY, "latchkey.v1", "t"), 0);
+    n = lg_ws_request(buf, sizeof buf, "127.0.0.1", 1, "/", RFC_KEY, "latchkey.v1", NULL);
     ASSERT_NOT_NULL(strstr(buf, "Sec-WebSocket-Protocol: latchkey.v1\r\n"));
+    n = lg_ws_request(buf, sizeof buf, "127.0.0.1", 1, "/mqtt", RFC_KEY, "mqtt", NULL);
+    ASSERT_NOT_NULL(strstr(buf, "\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"));
+    /* No subprotocol at all (nats-server, limit): no header. */
+    n = lg_ws_request(buf, sizeof buf, "127.0.0.1", 1, "/", RFC_KEY, NULL, NULL);
+    ASSERT_TRUE(n > 0);
+    ASSERT_NULL(strstr(buf, "Sec-WebSocket-Protocol"));
+    ASSERT_EQ(lg_ws_head_end(buf, n), n);
+}
+
+static int check_proto(const char *head, const char *subprotocol)
+{
+    char why[64];
+    return lg_ws_check_response(head, strlen(head), RFC_KEY, subprotocol, why, sizeof why);
 }
 
 static int check(const char *head)
 {
-    char why[64];
-    return lg_ws_check_response(head, strlen(head), RFC_KEY, why, sizeof why);
+    return check_proto(head, "latchkey.v1");
 }
 
 static void test_check_response(void)
@@ -85,8 +100,25 @@ static void test_check_response(void)
                     "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n"
                     "Sec-WebSocket-Protocol: latchkey.v1\r\n\r\n"),
               -1);
+    /* Without a requested subprotocol, none may be selected. */
+    const char *plain = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Accept: " RFC_ACCEPT "\r\n\r\n";
+    ASSERT_EQ(check_proto(plain, NULL), 0);
+    ASSERT_EQ(check_proto(plain, "mqtt"), -1);
+    ASSERT_EQ(check_proto("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Accept: " RFC_ACCEPT "\r\n"
+                          "Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+                          NULL),
+              -1);
+    ASSERT_EQ(check_proto("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Accept: " RFC_ACCEPT "\r\n"
+                          "Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+                          "mqtt"),
+              0);
     const char *refused = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
-    ASSERT_EQ(lg_ws_check_response(refused, strlen(refused), RFC_KEY, why, sizeof why), -1);
+    ASSERT_EQ(lg_ws_check_response(refused, strlen(refused), RFC_KEY, "latchkey.v1", why,
+                                   sizeof why),
+              -1);
     ASSERT_STREQ(why, "HTTP 401");
     ASSERT_EQ(check("HTTP/1.1 1010 Nope\r\n\r\n"), -1);
     ASSERT_EQ(check("garbage\r\n\r\n"), -1);
@@ -359,6 +391,432 @@ static void test_hist_percentiles(void)
     ASSERT_EQ(lg_hist_percentile(&h2, 75), 200000000);
 }
 
+/* ---- NATS ---- */
+
+/* A NATS stream as nats-server writes it, with what parsing it must give. */
+static const char nats_stream[] =
+    "INFO {\"server_id\":\"X\",\"version\":\"2.9.10\",\"max_payload\":1048576}\r\n"
+    "PING\r\n"
+    "MSG bench.fanout 1 5\r\nhello\r\n"
+    "MSG a.b 22 _INBOX.x 0\r\n\r\n"
+    "msg lower 3  7\r\nwith\r\n.\r\n"
+    "HMSG h.s 2 12 15\r\nNATS/1.0\r\n\r\nabc\r\n"
+    "+OK\r\n"
+    "PONG\r\n"
+    "-ERR 'Slow Consumer Detected'\r\n"
+    "MSG last 2 2\r\n{}\r\n";
+
+typedef struct nats_sink {
+    int count;
+    int types[16];
+    uint64_t sids[16];
+    char subj[16][32];
+    char data[16][80];
+    int stop_after;
+} nats_sink;
+
+static int nats_collect(void *ud, const lg_nats_msg *m)
+{
+    nats_sink *s = ud;
+    if (s->count < 16) {
+        s->types[s->count] = m->type;
+        s->sids[s->count] = m->sid;
+        snprintf(s->subj[s->count], sizeof s->subj[0], "%.*s", (int)m->subject_len,
+                 m->subject ? m->subject : "");
+        snprintf(s->data[s->count], sizeof s->data[0], "%.*s", (int)m->payload_len,
+                 m->payload ? (const char *)m->payload : "");
+    }
+    s->count++;
+    return s->stop_after && s->count >= s->stop_after;
+}
+
+static void check_nats_sink(const nats_sink *s)
+{
+    ASSERT_EQ(s->count, 10);
+    ASSERT_EQ(s->types[0], LG_NATS_INFO);
+    ASSERT_TRUE(strncmp(s->data[0], "{\"server_id\":\"X\"", 16) == 0);
+    ASSERT_EQ(s->types[1], LG_NATS_PING);
+    ASSERT_EQ(s->types[2], LG_NATS_MSG);
+    ASSERT_STREQ(s->subj[2], "bench.fanout");
+    ASSERT_EQ(s->sids[2], 1);
+    ASSERT_STREQ(s->data[2], "hello");
+    ASSERT_EQ(s->types[3], LG_NATS_MSG); /* reply subject, empty payload */
+    ASSERT_EQ(s->sids[3], 22);
+    ASSERT_STREQ(s->data[3], "");
+    ASSERT_EQ(s->types[4], LG_NATS_MSG); /* lower case, double blank, CRLF inside */
+    ASSERT_STREQ(s->data[4], "with\r\n.");
+    ASSERT_EQ(s->types[5], LG_NATS_MSG); /* headers skipped */
+    ASSERT_STREQ(s->data[5], "abc");
+    ASSERT_EQ(s->types[6], LG_NATS_OK);
+    ASSERT_EQ(s->types[7], LG_NATS_PONG);
+    ASSERT_EQ(s->types[8], LG_NATS_ERR);
+    ASSERT_STREQ(s->data[8], "'Slow Consumer Detected'");
+    ASSERT_EQ(s->types[9], LG_NATS_MSG);
+    ASSERT_STREQ(s->data[9], "{}");
+}
+
+static void test_nats_parse(void)
+{
+    nats_sink s = {0};
+    const uint8_t *p = (const uint8_t *)nats_stream;
+    size_t len = sizeof nats_stream - 1, off = 0;
+    lg_nats_msg m;
+    while (off < len) {
+        long n = lg_nats_parse(p + off, len - off, 1024, &m);
+        ASSERT_TRUE(n > 0);
+        /* Every proper prefix of a message is incomplete, never an error. */
+        for (size_t k = 0; k < (size_t)n; k++)
+            ASSERT_EQ(lg_nats_parse(p + off, k, 1024, &m), 0);
+        lg_nats_parse(p + off, len - off, 1024, &m);
+        nats_collect(&s, &m);
+        off += (size_t)n;
+    }
+    check_nats_sink(&s);
+}
+
+/* Feeds a stream in chunks of `step` bytes, and at every two-way split. */
+static void test_nats_stream_splits(void)
+{
+    const uint8_t *p = (const uint8_t *)nats_stream;
+    size_t len = sizeof nats_stream - 1;
+    for (size_t step = 1; step <= len; step++) {
+        nats_sink s = {0};
+        lg_stream st = {0};
+        for (size_t off = 0; off < len; off += step) {
+            size_t take = len - off < step ? len - off : step;
+            ASSERT_EQ(lg_nats_feed(&st, p + off, take, 1024, nats_collect, &s), 0);
+        }
+        ASSERT_EQ(st.len, 0);
+        check_nats_sink(&s);
+        lg_stream_free(&st);
+        if (lk_test_failed)
+            return;
+    }
+    for (size_t cut = 0; cut <= len; cut++) {
+        nats_sink s = {0};
+        lg_stream st = {0};
+        ASSERT_EQ(lg_nats_feed(&st, p, cut, 1024, nats_collect, &s), 0);
+        ASSERT_EQ(lg_nats_feed(&st, p + cut, len - cut, 1024, nats_collect, &s), 0);
+        check_nats_sink(&s);
+        lg_stream_free(&st);
+        if (lk_test_failed)
+            return;
+    }
+    /* A callback that stops drops the rest. */
+    nats_sink s = {.stop_after = 3};
+    lg_stream st = {0};
+    ASSERT_EQ(lg_nats_feed(&st, p, len, 1024, nats_collect, &s), 1);
+    ASSERT_EQ(s.count, 3);
+    ASSERT_EQ(st.len, 0);
+    lg_stream_free(&st);
+}
+
+static void test_nats_bad_input(void)
+{
+    static const char *const bad[] = {
+        "FOO bar\r\n",                 /* unknown operation */
+        "PING\n",                      /* LF without CR */
+        "\r\n",                        /* empty line */
+        "MSG a 1\r\n",                 /* too few arguments */
+        "MSG a b c d e f g 1\r\n",     /* too many */
+        "MSG a x 1\r\nz\r\n",          /* sid not a number */
+        "MSG a 1 -1\r\nz\r\n",         /* length not a number */
+        "MSG a 1 99999999999999999999\r\n", /* length overflow */
+        "MSG a 1 2000\r\n",            /* over max_payload */
+        "MSG a 1 3\r\nabcd\r\n",       /* payload longer than said */
+        "HMSG a 1 5 3\r\nabc\r\n",     /* header bytes > total */
+    };
+    lg_nats_msg m;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        long rc = lg_nats_parse((const uint8_t *)bad[i], strlen(bad[i]), 1024, &m);
+        if (rc != -1)
+            fprintf(stderr, "case %zu: %s\n", i, bad[i]);
+        ASSERT_EQ(rc, -1);
+    }
+    /* A control line that never ends is refused once it passes the bound,
+     * through the stream too (which then keeps nothing). */
+    static uint8_t big[LG_NATS_MAX_LINE + 10];
+    memcpy(big, "INFO ", 5);
+    memset(big + 5, 'a', sizeof big - 5);
+    ASSERT_EQ(lg_nats_parse(big, LG_NATS_MAX_LINE - 1, 1024, &m), 0);
+    ASSERT_EQ(lg_nats_parse(big, sizeof big, 1024, &m), -1);
+    nats_sink s = {0};
+    lg_stream st = {0};
+    ASSERT_EQ(lg_nats_feed(&st, big, 1000, 1024, nats_collect, &s), 0);
+    ASSERT_EQ(lg_nats_feed(&st, big + 1000, sizeof big - 1000, 1024, nats_collect, &s), -1);
+    ASSERT_EQ(st.len, 0);
+    ASSERT_EQ(s.count, 0);
+    /* Good messages before a bad one are delivered. */
+    const char *mixed = "PING\r\nBAD\r\n";
+    ASSERT_EQ(lg_nats_feed(&st, (const uint8_t *)mixed, strlen(mixed), 1024, nats_collect, &s),
+              -1);
+    ASSERT_EQ(s.count, 1);
+    lg_stream_free(&st);
+}
+
+/* ---- MQTT ---- */
+
+static void test_mqtt_encode(void)
+{
+    uint8_t out[300];
+    static const uint8_t connect[] = {0x10, 18, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0x02, 0x58,
+                                      0,    6,  'l', 'g', '-', '1', '-', '0'};
+    ASSERT_EQ(lg_mqtt_connect(out, sizeof out, "lg-1-0", 600), sizeof connect);
+    ASSERT_EQ(memcmp(out, connect, sizeof connect), 0);
+    ASSERT_EQ(lg_mqtt_connect(out, sizeof connect - 1, "lg-1-0", 600), 0);
+
+    static const uint8_t sub1[] = {0x82, 8, 0, 1, 0, 3, 'a', '/', 'b', 0};
+    const char *topics[] = {"a/b", "bench/x"};
+    ASSERT_EQ(lg_mqtt_subscribe(out, sizeof out, 1, topics, 1), sizeof sub1);
+    ASSERT_EQ(memcmp(out, sub1, sizeof sub1), 0);
+    size_t n = lg_mqtt_subscribe(out, sizeof out, 7, topics, 2);
+    ASSERT_EQ(n, 2 + 2 + 6 + 10);
+    ASSERT_EQ(out[1], 18);
+    ASSERT_EQ(memcmp(out + 10, "\0\7bench/x\0", 10), 0);
+    ASSERT_EQ(lg_mqtt_subscribe(out, sizeof out, 0, topics, 1), 0); /* packet id 0 */
+
+    static const uint8_t pub[] = {0x30, 7, 0, 3, 'a', '/', 'b', 'h', 'i'};
+    ASSERT_EQ(lg_mqtt_publish(out, sizeof out, "a/b", 3, "hi", 2), sizeof pub);
+    ASSERT_EQ(memcmp(out, pub, sizeof pub), 0);
+    /* Remaining length 2 + 1 + 200 = 203 takes two bytes: 0xcb 0x01. */
+    static char big[200];
+    memset(big, 'z', sizeof big);
+    n = lg_mqtt_publish(out, sizeof out, "t", 1, big, sizeof big);
+    ASSERT_EQ(n, 1 + 2 + 203);
+    ASSERT_EQ(out[1], 0xcb);
+    ASSERT_EQ(out[2], 0x01);
+    lg_mqtt_pkt p;
+    ASSERT_EQ(lg_mqtt_parse(out, n, 1 << 20, &p), (long)n);
+    ASSERT_EQ(p.type, LG_MQTT_PUBLISH);
+    ASSERT_EQ(p.topic_len, 1);
+    ASSERT_EQ(p.payload_len, sizeof big);
+    ASSERT_EQ(lg_mqtt_pingreq(out, sizeof out), 2);
+    ASSERT_EQ(out[0], 0xc0);
+}
+
+/* CONNACK, SUBACK, PUBLISH x3 (one QoS 1, one with a 3-byte length),
+ * PINGRESP. */
+static size_t mqtt_stream(uint8_t *buf)
+{
+    static char big[20000];
+    memset(big, 'q', sizeof big);
+    size_t n = 0;
+    static const uint8_t head[] = {0x20, 2, 0, 0, 0x90, 3, 0, 1, 0};
+    memcpy(buf, head, sizeof head);
+    n += sizeof head;
+    n += lg_mqtt_publish(buf + n, 100, "bench/fanout", 12, "{\"t\":1}", 7);
+    static const uint8_t qos1[] = {0x32, 9, 0, 2, 'a', 'b', 0, 5, 'x', 'y', 'z'};
+    memcpy(buf + n, qos1, sizeof qos1);
+    n += sizeof qos1;
+    n += lg_mqtt_publish(buf + n, sizeof big + 100, "b", 1, big, sizeof big);
+    buf[n++] = 0xd0;
+    buf[n++] = 0;
+    return n;
+}
+
+typedef struct mqtt_sink {
+    int count;
+    int types[16];
+    size_t plen[16];
+    char data[16][32];
+    int qos[16];
+} mqtt_sink;
+
+static int mqtt_collect(void *ud, const lg_mqtt_pkt *p)
+{
+    mqtt_sink *s = ud;
+    if (s->count < 16) {
+        s->types[s->count] = p->type;
+        s->plen[s->count] = p->payload_len;
+        s->qos[s->count] = p->qos;
+        snprintf(s->data[s->count], sizeof s->data[0], "%.*s",
+                 (int)(p->payload_len > 20 ? 20 : p->payload_len),
+                 p->payload ? (const char *)p->payload : "");
+    }
+    s->count++;
+    return 0;
+}
+
+static void check_mqtt_sink(const mqtt_sink *s)
+{
+    ASSERT_EQ(s->count, 6);
+    ASSERT_EQ(s->types[0], LG_MQTT_CONNACK);
+    ASSERT_EQ(s->types[1], LG_MQTT_SUBACK);
+    ASSERT_EQ(s->types[2], LG_MQTT_PUBLISH);
+    ASSERT_STREQ(s->data[2], "{\"t\":1}");
+    ASSERT_EQ(s->types[3], LG_MQTT_PUBLISH);
+    ASSERT_EQ(s->qos[3], 1);
+    ASSERT_STREQ(s->data[3], "xyz"); /* packet id skipped */
+    ASSERT_EQ(s->types[4], LG_MQTT_PUBLISH);
+    ASSERT_EQ(s->plen[4], 20000);
+    ASSERT_EQ(s->types[5], LG_MQTT_PINGRESP);
+}
+
+static void test_mqtt_stream_splits(void)
+{
+    static uint8_t buf[21000];
+    size_t len = mqtt_stream(buf);
+    /* The large PUBLISH (before the 2-byte PINGRESP) has a 3-byte length. */
+    const uint8_t *big = buf + len - 2 - (1 + 3 + 2 + 1 + 20000);
+    ASSERT_EQ(big[0], 0x30);
+    ASSERT_TRUE((big[1] & 0x80) && (big[2] & 0x80) && !(big[3] & 0x80));
+    /* Two-way splits around every packet boundary and inside headers. */
+    for (size_t cut = 0; cut <= len; cut += cut < 60 || cut > len - 60 ? 1 : 997) {
+        mqtt_sink s = {0};
+        lg_stream st = {0};
+        ASSERT_EQ(lg_mqtt_feed(&st, buf, cut, 1 << 20, mqtt_collect, &s), 0);
+        ASSERT_EQ(lg_mqtt_feed(&st, buf + cut, len - cut, 1 << 20, mqtt_collect, &s), 0);
+        ASSERT_EQ(st.len, 0);
+        check_mqtt_sink(&s);
+        lg_stream_free(&st);
+        if (lk_test_failed)
+            return;
+    }
+    /* Small chunks. */
+    for (size_t step = 1; step <= 7; step++) {
+        mqtt_sink s = {0};
+        lg_stream st = {0};
+        for (size_t off = 0; off < len; off += step) {
+            size_t take = len - off < step ? len - off : step;
+            ASSERT_EQ(lg_mqtt_feed(&st, buf + off, take, 1 << 20, mqtt_collect, &s), 0);
+        }
+        check_mqtt_sink(&s);
+        lg_stream_free(&st);
+    }
+}
+
+static void test_mqtt_bad_input(void)
+{
+    static const struct {
+        const char *name;
+        uint8_t b[8];
+        size_t len;
+    } bad[] = {
+        {"type 0", {0x00, 0}, 2},
+        {"type 15", {0xf0, 0}, 2},
+        {"5-byte length", {0x30, 0xff, 0xff, 0xff, 0xff, 0x01}, 6},
+        {"publish qos 3", {0x36, 3, 0, 1, 'a'}, 5},
+        {"publish topic past the end", {0x30, 3, 0, 5, 'a'}, 5},
+        {"publish empty topic", {0x30, 2, 0, 0}, 4},
+        {"publish qos 1 no packet id", {0x32, 3, 0, 1, 'a'}, 5},
+        {"connack length 3", {0x20, 3, 0, 0, 0}, 5},
+        {"suback too short", {0x90, 2, 0, 1}, 4},
+        {"pingresp with body", {0xd0, 1, 0}, 3},
+        {"over max_packet", {0x30, 0x80, 0x01}, 3},
+    };
+    lg_mqtt_pkt p;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        long rc = lg_mqtt_parse(bad[i].b, bad[i].len, 100, &p);
+        if (rc != -1)
+            fprintf(stderr, "case %s\n", bad[i].name);
+        ASSERT_EQ(rc, -1);
+    }
+    /* Incomplete, not bad: a length still continuing, a short body. */
+    static const uint8_t part[] = {0x30, 0x80};
+    ASSERT_EQ(lg_mqtt_parse(part, 2, 1000, &p), 0);
+    static const uint8_t shortb[] = {0x30, 10, 0, 1};
+    ASSERT_EQ(lg_mqtt_parse(shortb, 4, 1000, &p), 0);
+    ASSERT_EQ(lg_mqtt_parse(shortb, 1, 1000, &p), 0);
+    mqtt_sink s = {0};
+    lg_stream st = {0};
+    ASSERT_EQ(lg_mqtt_feed(&st, bad[0].b, bad[0].len, 100, mqtt_collect, &s), -1);
+    ASSERT_EQ(s.count, 0);
+    lg_stream_free(&st);
+}
+
+/* ---- payload, names, publish encoding ---- */
+
+static void test_payload(void)
+{
+    char buf[256];
+    lg_payload pl;
+    ASSERT_EQ(lg_payload_make(buf, 64, 123456789012345LL, 42, 7), 64);
+    ASSERT_TRUE(memcmp(buf, "{\"t\":123456789012345,\"n\":42,\"i\":7,\"p\":\"xx", 41) == 0);
+    ASSERT_EQ(memcmp(buf + 62, "\"}", 2), 0);
+    ASSERT_EQ(lg_payload_parse(buf, 64, &pl), 0);
+    ASSERT_EQ(pl.t, 123456789012345LL);
+    ASSERT_EQ(pl.n, 42);
+    ASSERT_EQ(pl.id, 7);
+    ASSERT_EQ(lg_payload_make(buf, 20, 1, 1, 1), 0); /* cannot fit */
+    const char *other = "{ \"p\" : \"x\", \"i\" : 3 , \"n\":9,\"t\" :5 }";
+    ASSERT_EQ(lg_payload_parse(other, strlen(other), &pl), 0);
+    ASSERT_EQ(pl.t, 5);
+    ASSERT_EQ(pl.n, 9);
+    ASSERT_EQ(pl.id, 3);
+    const char *missing = "{\"t\":1,\"n\":2}";
+    ASSERT_EQ(lg_payload_parse(missing, strlen(missing), &pl), -1);
+    /* A key at the very end with nothing after it. */
+    const char *cut = "{\"t\":1,\"n\":2,\"i\"";
+    ASSERT_EQ(lg_payload_parse(cut, strlen(cut), &pl), -1);
+    ASSERT_EQ(lg_payload_parse("", 0, &pl), -1);
+}
+
+static void test_channel_names(void)
+{
+    char out[64];
+    ASSERT_EQ(lg_proto_map_channel(LG_PROTO_NATS, "bench:c:1", out, sizeof out), 9);
+    ASSERT_STREQ(out, "bench.c.1");
+    lg_proto_map_channel(LG_PROTO_MQTT, "bench:c:1", out, sizeof out);
+    ASSERT_STREQ(out, "bench/c/1");
+    lg_proto_map_channel(LG_PROTO_RAW, "bench:c:1", out, sizeof out);
+    ASSERT_STREQ(out, "bench:c:1");
+    ASSERT_EQ(lg_proto_map_channel(LG_PROTO_NATS, "bench:c:1", out, 9), 0);
+
+    ASSERT_EQ(lg_client_check_pattern("bench:c%d"), 0);
+    ASSERT_EQ(lg_client_check_pattern("c%d:x"), 0);
+    ASSERT_EQ(lg_client_check_pattern("bench"), -1);
+    ASSERT_EQ(lg_client_check_pattern("%d%d"), -1);
+    ASSERT_EQ(lg_client_check_pattern("%s%d"), -1);
+    ASSERT_EQ(lg_client_check_pattern("a b%d"), -1);
+    ASSERT_EQ(lg_client_pattern_name("bench:c%d", 42, out, sizeof out), 9);
+    ASSERT_STREQ(out, "bench:c42");
+    ASSERT_EQ(lg_client_pattern_name("c%d:x", 7, out, sizeof out), 4);
+    ASSERT_STREQ(out, "c7:x");
+    ASSERT_EQ(lg_proto_parse("mqtt"), LG_PROTO_MQTT);
+    ASSERT_EQ(lg_proto_parse("amqp"), -1);
+    ASSERT_STREQ(lg_proto_name(LG_PROTO_RAW), "raw");
+}
+
+static void test_publish_encoding(void)
+{
+    uint8_t out[512];
+    int op = -1;
+    const char *pl = "{\"t\":1,\"n\":0,\"i\":0,\"p\":\"\"}";
+    size_t plen = strlen(pl);
+    lg_client cl = {.proto = LG_PROTO_LATCHKEY, .channel = "bench"};
+
+    size_t n = lg_client_publish(&cl, "bench:a", pl, plen, out, sizeof out, &op);
+    ASSERT_EQ(op, LG_WS_TEXT);
+    out[n] = '\0';
+    ASSERT_STREQ((char *)out, "{\"op\":\"publish\",\"channel\":\"bench:a\",\"data\":{\"t\":1,"
+                              "\"n\":0,\"i\":0,\"p\":\"\"}}");
+
+    cl.proto = LG_PROTO_NATS;
+    n = lg_client_publish(&cl, "bench:a", pl, plen, out, sizeof out, &op);
+    ASSERT_EQ(op, LG_WS_BINARY);
+    out[n] = '\0';
+    ASSERT_STREQ((char *)out, "PUB bench.a 26\r\n{\"t\":1,\"n\":0,\"i\":0,\"p\":\"\"}\r\n");
+    lg_nats_msg m;
+    ASSERT_EQ(lg_nats_parse(out, n, 1024, &m), -1); /* PUB is not a server message */
+
+    cl.proto = LG_PROTO_MQTT;
+    n = lg_client_publish(&cl, "bench:a", pl, plen, out, sizeof out, &op);
+    ASSERT_EQ(op, LG_WS_BINARY);
+    lg_mqtt_pkt p;
+    ASSERT_EQ(lg_mqtt_parse(out, n, 1024, &p), (long)n);
+    ASSERT_EQ(p.topic_len, 7);
+    ASSERT_EQ(memcmp(p.topic, "bench/a", 7), 0);
+    ASSERT_EQ(p.payload_len, plen);
+
+    cl.proto = LG_PROTO_RAW;
+    n = lg_client_publish(&cl, "bench:a", pl, plen, out, sizeof out, &op);
+    ASSERT_EQ(op, LG_WS_TEXT);
+    out[n] = '\0';
+    ASSERT_STREQ((char *)out, "bench:a {\"t\":1,\"n\":0,\"i\":0,\"p\":\"\"}");
+    /* Too small a buffer. */
+    ASSERT_EQ(lg_client_publish(&cl, "bench:a", pl, plen, out, 20, &op), 0);
+}
+
 LK_TEST_MAIN("loadgen",
              LK_TEST(test_accept_known_answer),
              LK_TEST(test_make_key),
@@ -369,5 +827,14 @@ LK_TEST_MAIN("loadgen",
              LK_TEST(test_reader_stop),
              LK_TEST(test_reader_errors),
              LK_TEST(test_reader_long_lengths),
+             LK_TEST(test_nats_parse),
+             LK_TEST(test_nats_stream_splits),
+             LK_TEST(test_nats_bad_input),
+             LK_TEST(test_mqtt_encode),
+             LK_TEST(test_mqtt_stream_splits),
+             LK_TEST(test_mqtt_bad_input),
+             LK_TEST(test_payload),
+             LK_TEST(test_channel_names),
+             LK_TEST(test_publish_encoding),
              LK_TEST(test_hist_buckets),
              LK_TEST(test_hist_percentiles))
