@@ -13,6 +13,7 @@ set(LK_BROKER_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/session.c
   ${CMAKE_CURRENT_LIST_DIR}/channel.c
   ${CMAKE_CURRENT_LIST_DIR}/hub.c
+  ${CMAKE_CURRENT_LIST_DIR}/timers.c
   ${CMAKE_CURRENT_LIST_DIR}/fanout.c
   ${CMAKE_CURRENT_LIST_DIR}/codec.c
   ${CMAKE_CURRENT_LIST_DIR}/api.c
@@ -47,8 +48,9 @@ if(LK_WITH_TESTS)
   set(lk_bt_channel ${CMAKE_CURRENT_LIST_DIR}/channel.c ${CMAKE_CURRENT_LIST_DIR}/hub.c)
   set(lk_bt_config ${CMAKE_CURRENT_LIST_DIR}/config.c ${CMAKE_CURRENT_LIST_DIR}/log.c)
   set(lk_bt_ratelimit ${CMAKE_CURRENT_LIST_DIR}/ratelimit.c)
+  set(lk_bt_timers ${CMAKE_CURRENT_LIST_DIR}/timers.c)
   set(lk_bt_apikey ${CMAKE_CURRENT_LIST_DIR}/apikey.c ${CMAKE_CURRENT_LIST_DIR}/keystore.c)
-  foreach(t prelude channel config ratelimit apikey)
+  foreach(t prelude channel config ratelimit apikey timers)
     if(EXISTS ${lk_bt_dir}/test_${t}.c)
       add_executable(test_broker_${t} ${lk_bt_dir}/test_${t}.c ${lk_bt_${t}})
       target_include_directories(test_broker_${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR}

@@ -23,6 +23,7 @@
 #include "keystore.h"
 #include "log.h"
 #include "metrics.h"
+#include "timers.h"
 
 typedef struct lk_session lk_session;
 
@@ -67,6 +68,7 @@ typedef struct lk_broker {
     lws_sorted_usec_list_t sul_poll;
     lws_sorted_usec_list_t sul_stop;
     lws_sorted_usec_list_t sul_accept;
+    lk_timers timers;             /* session timers (timers.h) */
     int signal_fd;                /* thread 0; -1 once lws owns it */
     unsigned reloads;             /* hub reload requests handled */
     unsigned key_changes;         /* hub keys requests handled */

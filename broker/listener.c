@@ -341,6 +341,7 @@ int lk_listener_start(lk_broker *b, char *why, size_t why_len)
         b->listen_fd = -1;
         return -1;
     }
+    lk_timers_init(&b->timers, b->ctx);
     b->vh = lws_get_vhost_by_name(b->ctx, "latchkey");
     if (!b->vh) {
         snprintf(why, why_len, "lws created no vhost");
@@ -382,8 +383,10 @@ void lk_listener_destroy(lk_broker *b)
     /* Once adopted, lws closes the listen socket itself. */
     int own_fd = b->listen_fd >= 0 && !b->acceptor;
     if (b->ctx) {
+        lk_timers_detach(&b->timers);
         lws_context_destroy(b->ctx);
         b->ctx = NULL;
+        lk_timers_fini(&b->timers);
     }
     if (own_fd)
         close(b->listen_fd);

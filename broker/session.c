@@ -30,6 +30,7 @@ enum { T_NONE = 0, T_WARN, T_EXPIRE, T_CLOSE_ACK };
  * shorter at shutdown, which must end within 2 s. */
 #define CLOSE_ACK_US (1500 * LWS_US_PER_MS)
 #define SHUTDOWN_CLOSE_ACK_US (500 * LWS_US_PER_MS)
+#define VALIDITY_CONFIRM_US (1000 * LWS_US_PER_MS)
 
 struct lk_session {
     int kind;                     /* LK_CONN_WS; first, see broker.h */
@@ -58,8 +59,9 @@ struct lk_session {
     int64_t refused_since_ms;     /* start of the current 10 s window */
     uint64_t refused;
 
-    lws_sorted_usec_list_t sul;
+    lk_timer tm;
     int timer;
+    int64_t confirmed_us;         /* last lws_validity_confirmed */
 
     int close_code;
     int close_sent;               /* lws owns the close handshake now */
@@ -219,7 +221,7 @@ static void begin_close(lk_session *s, int code, const char *reason)
     s->state = S_CLOSING;
     s->close_code = code;
     snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
-    lws_sul_cancel(&s->sul);
+    lk_timers_cancel(&s->b->timers, &s->tm);
     s->timer = T_NONE;
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
     lws_callback_on_writable(s->wsi);
@@ -253,14 +255,16 @@ static void protocol_error(lk_session *s, int code, const char *msg)
 
 /* ------------------------------------------------------------ timers */
 
-static void on_timer(lws_sorted_usec_list_t *sul);
+static void on_timer(lk_timer *t);
 
+/* `at_us` is wall-clock time (token times are); the heap runs on the
+ * monotonic clock. Without memory for the heap the session is closed: a
+ * token must not outlive its exp for want of a timer. */
 static void schedule_timer(lk_session *s, int64_t at_us)
 {
-    int64_t delta = at_us - lk_now_us();
-    if (delta < 1)
-        delta = 1;
-    lws_sul_schedule(s->b->ctx, 0, &s->sul, on_timer, delta);
+    if (lk_timers_arm(&s->b->timers, &s->tm, lk_mono_us() + (at_us - lk_now_us()),
+                      on_timer) != 0)
+        close_with_error(s, 1011, "out of memory", 0, 0, "internal", "out of memory");
 }
 
 static void send_expiring(lk_session *s)
@@ -278,7 +282,7 @@ static void arm_expiry(lk_session *s)
     int64_t ttl = exp - lk_claims_iat(s->claims);
     int64_t exp_us = exp * 1000000;
     int64_t warn_us = ttl < 60 ? exp_us - ttl * 500000 : exp_us - 30 * 1000000LL;
-    lws_sul_cancel(&s->sul);
+    lk_timers_cancel(&s->b->timers, &s->tm);
     if (lk_now_us() < warn_us) {
         s->timer = T_WARN;
         schedule_timer(s, warn_us);
@@ -289,9 +293,9 @@ static void arm_expiry(lk_session *s)
     schedule_timer(s, exp_us);
 }
 
-static void on_timer(lws_sorted_usec_list_t *sul)
+static void on_timer(lk_timer *t)
 {
-    lk_session *s = lws_container_of(sul, lk_session, sul);
+    lk_session *s = lws_container_of(t, lk_session, tm);
     if (s->timer == T_CLOSE_ACK) {
         /* The peer never answered our Close: drop the connection. */
         s->timer = T_NONE;
@@ -750,7 +754,14 @@ static void on_receive(lk_session *s, struct lws *wsi, const char *in, size_t le
 {
     if (s->state != S_OPEN)
         return;
-    lws_validity_confirmed(wsi);
+    /* Data proves the peer alive, so lws need not ping it; but lws
+     * re-files the connection's ping timer in a sorted list on each call,
+     * a walk over every connection, so say it once a second at most. */
+    int64_t now = lk_mono_us();
+    if (now - s->confirmed_us >= VALIDITY_CONFIRM_US) {
+        s->confirmed_us = now;
+        lws_validity_confirmed(wsi);
+    }
     if (lws_frame_is_binary(wsi)) {
         protocol_error(s, 4400, "binary frames are not supported");
         return;
@@ -817,10 +828,11 @@ static int start_close_handshake(lk_session *s, struct lws *wsi)
     lws_close_reason(wsi, (enum lws_close_status)s->close_code,
                      (unsigned char *)s->close_reason, strlen(s->close_reason));
     s->close_sent = 1;
-    lws_sul_cancel(&s->sul);
     s->timer = T_CLOSE_ACK;
-    lws_sul_schedule(s->b->ctx, 0, &s->sul, on_timer,
-                     s->b->stopping ? SHUTDOWN_CLOSE_ACK_US : CLOSE_ACK_US);
+    /* Without memory for it, lws's own 5 s wait still ends the close. */
+    (void)lk_timers_arm(&s->b->timers, &s->tm,
+                        lk_mono_us() + (s->b->stopping ? SHUTDOWN_CLOSE_ACK_US : CLOSE_ACK_US),
+                        on_timer);
     return -1;
 }
 
@@ -880,7 +892,7 @@ void lk_session_cleanup(lk_broker *b, void *user)
     if (!s || s->kind != LK_CONN_WS || s->cleaned)
         return;
     s->cleaned = 1;
-    lws_sul_cancel(&s->sul);
+    lk_timers_cancel(&b->timers, &s->tm);
     if (s->subs.head) {
         lk_hub_lock(b->hub);
         lk_chanmap_unsubscribe_all(lk_hub_channels(b->hub), &s->subs);
