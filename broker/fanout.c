@@ -11,9 +11,11 @@
  * field names and the quotes (106 bytes at most). */
 #define ENVELOPE_BYTES 128
 
-/* Serializes the message with seq `seq`; NULL on ENOMEM. */
+/* Serializes the message with seq `seq`; NULL on ENOMEM. With `trim`,
+ * the frame keeps at most LK_FRAME_SLACK_MAX unused bytes, what the
+ * history charges for a frame it shares. */
 static lk_frame *build(lk_span chan, const char *data, size_t dlen, const char *from,
-                       uint64_t seq, int64_t ts)
+                       uint64_t seq, int64_t ts, int trim)
 {
     size_t from_len = from ? strlen(from) : 0;
     lk_span body = {data, dlen};
@@ -30,6 +32,11 @@ static lk_frame *build(lk_span chan, const char *data, size_t dlen, const char *
         if (n) {
             f->len = (uint32_t)n;
             f->seq = seq;
+            if (trim && caps[i] - n > LK_FRAME_SLACK_MAX) {
+                lk_frame *t = realloc(f, sizeof *f + LWS_PRE + n);
+                if (t) /* else it only stays bigger */
+                    f = t;
+            }
             return f;
         }
         lk_frame_unref(f);
@@ -66,14 +73,17 @@ int lk_fanout_publish(lk_broker *b, const char *ws, size_t ws_len, const char *n
     size_t nlen = 0;
     const char *cname = ch ? lk_channel_name(ch, &nlen) : NULL;
     lk_frame *f = ch ? build((lk_span){cname, nlen}, b->scratch, dlen, from,
-                             lk_channel_seq(ch) + 1, ts)
+                             lk_channel_seq(ch) + 1, ts, nthreads == 1)
                      : NULL;
     if (!f) {
         lk_hub_unlock(b->hub);
         return LK_ENOMEM;
     }
     lk_channel_next_seq(ch);
-    if (b->cfg->history > 0) {
+    if (b->cfg->history > 0 && nthreads == 1) {
+        /* One thread: the history shares `f` (build() trimmed it). */
+        lk_chanmap_record(map, ch, f);
+    } else if (b->cfg->history > 0) {
         /* The history's own copy, exactly sized: it outlives this
          * thread's use of `f` and is freed under the lock by whichever
          * thread evicts it. */
