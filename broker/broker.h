@@ -42,6 +42,9 @@ enum {
  * can tell an HTTP transaction from a WebSocket session. */
 enum { LK_CONN_NONE = 0, LK_CONN_HTTP, LK_CONN_WS };
 
+/* Sessions read on after a service pass, at most (lk_sessions_read_more). */
+#define LK_HOT_MAX 64
+
 /* Packed WRITEABLE frames stop growing at this size. */
 #define LK_PACK_BYTES 65536
 
@@ -85,6 +88,12 @@ typedef struct lk_broker {
     int stopping;
     int done;
     int64_t stop_deadline_us;
+
+    struct lk_hot {               /* sessions that received data this */
+        lk_session *s;            /* service pass, and how many bytes */
+        size_t bytes;             /* (lk_sessions_read_more) */
+    } hot[LK_HOT_MAX];
+    size_t nhot;
 
     unsigned char *pack;          /* LWS_PRE + LK_PACK_BYTES */
     char *scratch;                /* header copies and minified data */

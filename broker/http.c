@@ -102,6 +102,9 @@ int lk_http_resp_header(lk_http_resp *resp, const char *name, const char *value)
 {
     if (resp->nheaders >= LK_HTTP_MAX_HEADERS)
         return -1;
+    if (!resp->headers &&
+        !(resp->headers = calloc(LK_HTTP_MAX_HEADERS, sizeof *resp->headers)))
+        return -1;
     lk_http_header *h = &resp->headers[resp->nheaders++];
     h->name = name;
     snprintf(h->value, sizeof h->value, "%s", value);
@@ -170,6 +173,7 @@ void lk_http_cleanup(void *user)
     if (c->resp.buf)
         OPENSSL_cleanse(c->resp.buf, LWS_PRE + c->resp.len);
     free(c->resp.buf);
+    free(c->resp.headers);
     memset(c, 0, sizeof *c);
     c->kind = LK_CONN_HTTP;
 }

@@ -45,7 +45,10 @@ typedef struct lk_http_resp {
     unsigned char *buf;   /* LWS_PRE headroom, then the body */
     size_t len;
     int nheaders;
-    lk_http_header headers[LK_HTTP_MAX_HEADERS];
+    /* LK_HTTP_MAX_HEADERS entries, allocated by the first header: the
+     * response lives in lws's per-connection data, which a WebSocket
+     * session shares, and must not make every session pay for it. */
+    lk_http_header *headers;
     /* Set once an API key is verified, for the access log. */
     char kid[LK_KID_BYTES];
     char workspace[LK_WORKSPACE_MAX + 1];

@@ -22,6 +22,8 @@
 #define ACCEPT_BATCH 64              /* accepts per wakeup, for fairness */
 #define ACCEPT_PAUSE_US (100 * LWS_US_PER_MS)
 
+_Static_assert(LK_RX_CHUNK >= 125, "lws must get control frames whole");
+
 /* lws's log hook takes no user pointer; this is the one process-wide
  * pointer the broker keeps, set while a context exists. */
 static lk_log *lws_log_sink;
@@ -307,7 +309,7 @@ int lk_listener_start(lk_broker *b, char *why, size_t why_len)
      * would also lose track of. */
     struct lws_protocols *p = b->protocols;
     memset(p, 0, sizeof b->protocols);
-    p[LK_PROTO_MAIN] = (struct lws_protocols){"latchkey.v1", main_cb, pss, 0,
+    p[LK_PROTO_MAIN] = (struct lws_protocols){"latchkey.v1", main_cb, pss, LK_RX_CHUNK,
                                               LK_PROTO_MAIN, NULL, tx};
     p[LK_PROTO_ACCEPTOR] = (struct lws_protocols){"(acceptor)", acceptor_cb, 0, 0,
                                                   LK_PROTO_ACCEPTOR, NULL, 0};

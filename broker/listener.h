@@ -32,6 +32,14 @@
  * spare (the prelude refuses heads over LK_PRELUDE_MAX before that). */
 #define LK_MAX_HEADER_DATA 32768
 
+/* lws allocates rx_buffer_size + LWS_PRE + 4 bytes for every WebSocket
+ * connection and delivers larger messages in pieces of this size, which
+ * session.c reassembles. 228 makes that 248 bytes, one 256-byte malloc
+ * chunk, and still holds any control frame (125 bytes) whole. lws also
+ * reads at most rx_buffer_size + LWS_PRE bytes from a connection per
+ * service pass; lk_sessions_read_more reads on from busy clients. */
+#define LK_RX_CHUNK 228
+
 /* Routes lws's log lines into `log` (NULL: drops them) when the broker has
  * one service thread; with more, lws is told to log nothing (see
  * listener.c). `log` must outlive every context. */

@@ -363,9 +363,11 @@ static lk_broker *broker_new(const shared *sh, size_t t, lk_config *cfg, int por
 static void *serve(void *arg)
 {
     lk_broker *b = arg;
-    while (!b->done)
+    while (!b->done) {
         if (lws_service(b->ctx, 0) < 0)
             break;
+        lk_sessions_read_more(b);
+    }
     /* Out of the loop early (an lws error): the others still stop. */
     if (!b->done)
         lk_hub_request(b->hub, LK_HUB_STOP);

@@ -12,6 +12,7 @@
 #include "fanout.h"
 #include "gate.h"
 #include "hub.h"
+#include "listener.h"
 
 enum { S_NEW = 0, S_OPEN, S_CLOSING };
 enum { T_NONE = 0, T_WARN, T_EXPIRE, T_CLOSE_ACK };
@@ -31,12 +32,24 @@ enum { T_NONE = 0, T_WARN, T_EXPIRE, T_CLOSE_ACK };
 #define CLOSE_ACK_US (1500 * LWS_US_PER_MS)
 #define SHUTDOWN_CLOSE_ACK_US (500 * LWS_US_PER_MS)
 #define VALIDITY_CONFIRM_US (1000 * LWS_US_PER_MS)
+/* Extra reads per pass for a busy client: with LK_RX_CHUNK + LWS_PRE =
+ * 244 bytes each, 16 make ~4 KiB. */
+#define LK_READ_MORE_PASSES 16
+_Static_assert(LK_HOT_MAX < 256, "lk_session.hot holds a slot in a byte");
 
+/* Every open connection carries one of these in lws's per-connection
+ * data: the small fields are packed together so the whole stays small. */
 struct lk_session {
     int kind;                     /* LK_CONN_WS; first, see broker.h */
-    int state;
-    int cleaned;
-    int counted_open;
+    uint32_t qcap, qhead, qlen;
+    int16_t close_code;
+    uint8_t state;
+    uint8_t timer;
+    uint8_t cleaned : 1;
+    uint8_t counted_open : 1;
+    uint8_t close_sent : 1;       /* lws owns the close handshake now */
+    uint8_t hot;                  /* 1 + its slot in b->hot; 0: none */
+    char conn_id[17];
     struct lws *wsi;
     lk_broker *b;
     lk_session *prev, *next;
@@ -44,7 +57,6 @@ struct lk_session {
 
     lk_frame **q;                 /* ring of queued frames */
     int64_t *qt;                  /* their enqueue times (lk_mono_us; 0 = not a message) */
-    uint32_t qcap, qhead, qlen;
     size_t qbytes;
 
     char *rx;                     /* only while a fragmented message arrives */
@@ -60,13 +72,8 @@ struct lk_session {
     uint64_t refused;
 
     lk_timer tm;
-    int timer;
     int64_t confirmed_us;         /* last lws_validity_confirmed */
-
-    int close_code;
-    int close_sent;               /* lws owns the close handshake now */
-    char close_reason[48];
-    char conn_id[17];
+    const char *close_reason;     /* a string literal */
 };
 
 size_t lk_session_size(void)
@@ -124,8 +131,12 @@ static void queue_pop(lk_session *s, uint32_t n)
         s->qhead = (s->qhead + 1) % s->qcap;
         s->qlen--;
     }
-    if (!s->qlen && s->qcap > QUEUE_INITIAL) {
-        /* Give back a queue that grew during a burst. */
+    if (!s->qlen && (s->qcap > QUEUE_INITIAL || !s->subs.count)) {
+        /* Give back a queue that grew during a burst, and the queue of a
+         * session that subscribes to nothing: it only ever carries a few
+         * replies, and idle connections should cost as little as
+         * possible. A subscriber keeps its ring, so deliveries allocate
+         * nothing. */
         free(s->q);
         free(s->qt);
         s->q = NULL;
@@ -214,13 +225,14 @@ static void send_error(lk_session *s, int has_id, int64_t id, const char *code,
 
 /* ------------------------------------------------------------ closing */
 
+/* `reason` must be a string literal: the session keeps the pointer. */
 static void begin_close(lk_session *s, int code, const char *reason)
 {
     if (s->state == S_CLOSING)
         return;
     s->state = S_CLOSING;
-    s->close_code = code;
-    snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
+    s->close_code = (int16_t)code;
+    s->close_reason = reason;
     lk_timers_cancel(&s->b->timers, &s->tm);
     s->timer = T_NONE;
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_SECS);
@@ -754,6 +766,13 @@ static void on_receive(lk_session *s, struct lws *wsi, const char *in, size_t le
 {
     if (s->state != S_OPEN)
         return;
+    lk_broker *b = s->b;
+    if (!s->hot && b->nhot < LK_HOT_MAX) {
+        b->hot[b->nhot] = (struct lk_hot){s, 0};
+        s->hot = (uint8_t)++b->nhot;
+    }
+    if (s->hot)
+        b->hot[s->hot - 1].bytes += len;
     /* Data proves the peer alive, so lws need not ping it; but lws
      * re-files the connection's ping timer in a sorted list on each call,
      * a walk over every connection, so say it once a second at most. */
@@ -892,6 +911,8 @@ void lk_session_cleanup(lk_broker *b, void *user)
     if (!s || s->kind != LK_CONN_WS || s->cleaned)
         return;
     s->cleaned = 1;
+    if (s->hot)
+        b->hot[s->hot - 1].s = NULL;
     lk_timers_cancel(&b->timers, &s->tm);
     if (s->subs.head) {
         lk_hub_lock(b->hub);
@@ -941,6 +962,47 @@ int lk_session_callback(lk_broker *b, struct lws *wsi,
     default:
         return 0;
     }
+}
+
+/* lws reads at most LK_RX_CHUNK + LWS_PRE bytes from a connection per
+ * service pass, and a pass polls every descriptor. A client that sent
+ * more than a small message's worth in the pass, a busy publisher or a
+ * large message, is read on here, up to about the 4 KiB a pass would read
+ * with lws's default buffer, so it is not throttled to a few messages per
+ * poll over all connections, and its subscribers still get batches.
+ * Clients sending now and then cost no extra read. */
+void lk_sessions_read_more(lk_broker *b)
+{
+    for (int pass = 0; pass < LK_READ_MORE_PASSES && b->nhot; pass++) {
+        size_t n = b->nhot;
+        for (size_t i = 0; i < n; i++) {
+            lk_session *s = b->hot[i].s;
+            if (!s)
+                continue;
+            b->hot[i].s = NULL;
+            s->hot = 0;
+            int fd = lws_get_socket_fd(s->wsi);
+            if (b->hot[i].bytes < LK_RX_CHUNK / 2 || s->state != S_OPEN || fd < 0)
+                continue;
+            /* As if poll() said readable. lws reads (nothing if nothing is
+             * waiting), which may close this session (then it is gone) or
+             * put it back in b->hot, past n, if messages came in. */
+            struct lws_pollfd pfd = {.fd = fd, .events = POLLIN, .revents = POLLIN};
+            lws_service_fd(b->ctx, &pfd);
+        }
+        size_t k = 0;
+        for (size_t i = n; i < b->nhot; i++) {
+            if (!b->hot[i].s)
+                continue;
+            b->hot[k++] = b->hot[i];
+            b->hot[i].s->hot = (uint8_t)k;
+        }
+        b->nhot = k;
+    }
+    for (size_t i = 0; i < b->nhot; i++)
+        if (b->hot[i].s)
+            b->hot[i].s->hot = 0;
+    b->nhot = 0;
 }
 
 void lk_sessions_recheck_keys(lk_broker *b)

@@ -42,6 +42,11 @@ void lk_session_cleanup(lk_broker *b, void *user);
  * 4408. */
 int lk_session_enqueue(lk_session *s, lk_frame *f, int64_t now);
 
+/* Reads on (boundedly) from the sessions that received more than a small
+ * message in the last service pass: lws reads little per pass (see
+ * LK_RX_CHUNK). Call after every lws_service. */
+void lk_sessions_read_more(lk_broker *b);
+
 /* Closes every open session whose key is no longer active (error
  * forbidden, 4403). Called after the key table reloads. */
 void lk_sessions_recheck_keys(lk_broker *b);

@@ -394,6 +394,63 @@ async def test_fragmented_frames(env):
     h.eq(dict(await c.recv()), {"op": "pong", "id": 2}, "small fragmented request")
 
 
+def pipelined_raw(port, tok, ch, n):
+    """Subscribes, then writes n publishes of assorted sizes (most of them
+    spanning the broker's small per-connection read chunks, some split into
+    fragments) with a 125-byte ping in the middle, all in one go. Returns
+    (the sizes sent, ack ids, message data, pong payloads)."""
+    raw = h.RawWS(port, tok)
+    try:
+        h.check('"welcome"' in raw.read_message(h.T(3))[1].decode(), "welcome")
+        raw.send_frame(0x1, h.dumps({"op": "subscribe", "id": 0, "channel": ch}).encode())
+        h.check('"subscribed"' in raw.read_message(h.T(3))[1].decode(), "subscribed")
+        sizes = [(i * 397) % 1500 for i in range(1, n + 1)]
+        ping = bytes(range(125))
+        burst = []
+        for i, size in enumerate(sizes, 1):
+            req = h.dumps({"op": "publish", "id": i, "channel": ch,
+                           "data": "%d:%s" % (i, "x" * size)}).encode()
+            if i % 7 == 0:
+                cut = len(req) // 3
+                burst += [raw.frame(0x1, req[:cut], fin=False), raw.frame(0x0, req[cut:])]
+            else:
+                burst.append(raw.frame(0x1, req))
+            if i == n // 2:
+                burst.append(raw.frame(0x9, ping))
+        raw.sock.sendall(b"".join(burst))
+        acks, data, pongs = [], [], []
+        deadline = time.monotonic() + h.T(10)
+        while len(acks) < n or len(data) < n or not pongs:
+            m = raw.read_message(max(0.01, deadline - time.monotonic()))
+            h.check(m is not None and m[0] != 0x8, "connection closed: %r" % (m,))
+            if m[0] == 0xA:
+                pongs.append(m[1])
+                continue
+            for line in m[1].decode().split("\n"):
+                r = json.loads(line)
+                if r["op"] == "ack":
+                    acks.append(r["id"])
+                elif r["op"] == "message":
+                    data.append(r["data"])
+                else:
+                    raise h.Failure("unexpected %s" % line)
+        return sizes, acks, data, pongs, ping
+    finally:
+        raw.close()
+
+
+async def test_pipelined_mixed_sizes(env):
+    """The broker reads a client in small chunks and reassembles what spans
+    them: a burst written at once must come out whole and in order."""
+    n = 120
+    sizes, acks, data, pongs, ping = await asyncio.to_thread(
+        pipelined_raw, env.b.port, h.mint(env.key), h.channel(), n)
+    h.eq(acks, list(range(1, n + 1)), "every publish acked, in order")
+    h.eq(data, ["%d:%s" % (i, "x" * size) for i, size in enumerate(sizes, 1)],
+         "every message delivered whole, in order")
+    h.eq(pongs, [ping], "the ping in the burst answered with its payload")
+
+
 async def test_deep_nesting(env):
     ch = h.channel()
     for data in ("[" * 30000 + "]" * 30000, '{"a":' * 10000 + "1" + "}" * 10000,
@@ -560,7 +617,7 @@ h.main(setup, [test_subscribe_reply, test_unsubscribe_and_not_subscribed,
                test_data_byte_exact, test_pretty_printed_publish, test_forbidden,
                test_patterns, test_bad_requests, test_protocol_errors_close_4400,
                test_close_handshake_waits_for_client_close, test_binary_frame_closes_4400,
-               test_max_frame, test_fragmented_frames,
+               test_max_frame, test_fragmented_frames, test_pipelined_mixed_sizes,
                test_deep_nesting, test_invalid_utf8_never_forwarded,
                test_publish_after_subscriber_vanishes, test_ping_pong, test_since_replay,
                test_since_on_new_channel,
