@@ -68,9 +68,7 @@ size_t lg_ws_head_end(const char *buf, size_t len)
     return 0;
 }
 
-/* Case-insensitive search for `tok` as a comma-separated element of a
- * header value, e.g. "keep-alive, Upgrade". */
-static int value_has_token(const char *v, size_t vlen, const char *tok)
+int lg_ws_has_token(const char *v, size_t vlen, const char *tok)
 {
     size_t tl = strlen(tok), i = 0;
     while (i < vlen) {
@@ -129,9 +127,9 @@ int lg_ws_check_response(const char *head, size_t len, const char *key,
                 vlen--;
 #define NAME_IS(s) (nlen == sizeof(s) - 1 && strncasecmp(line, s, nlen) == 0)
             if (NAME_IS("Upgrade"))
-                upgrade = value_has_token(v, vlen, "websocket");
+                upgrade = lg_ws_has_token(v, vlen, "websocket");
             else if (NAME_IS("Connection"))
-                connection = value_has_token(v, vlen, "upgrade");
+                connection = lg_ws_has_token(v, vlen, "upgrade");
             else if (NAME_IS("Sec-WebSocket-Accept"))
                 accept = want[0] && vlen == LG_WS_ACCEPT_BYTES && memcmp(v, want, vlen) == 0;
             else if (NAME_IS("Sec-WebSocket-Protocol")) {

@@ -46,6 +46,9 @@ size_t lg_ws_request(char *out, size_t cap, const char *host, int port, const ch
 /* Length of the response head (through the blank line) at the start of
  * `buf`, or 0 if it is not complete yet. */
 size_t lg_ws_head_end(const char *buf, size_t len);
+/* Case-insensitive search for `tok` as a comma-separated element of a
+ * header value of `vlen` bytes, e.g. "keep-alive, Upgrade". */
+int lg_ws_has_token(const char *v, size_t vlen, const char *tok);
 
 /* Checks a complete response head: status 101, Upgrade: websocket,
  * Connection: upgrade, the Accept matching `key` and `subprotocol` selected

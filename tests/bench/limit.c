@@ -417,24 +417,6 @@ static int valid_channel(const char *s, size_t n)
     return 1;
 }
 
-static int has_token(const char *v, size_t vlen, const char *tok)
-{
-    size_t tl = strlen(tok), i = 0;
-    while (i < vlen) {
-        while (i < vlen && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < vlen && v[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-            end--;
-        if (end - start == tl && strncasecmp(v + start, tok, tl) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static void refuse(conn *c, const char *status)
 {
     char r[128];
@@ -485,9 +467,9 @@ static void upgrade(conn *c, const char *h, size_t len)
                 vl--;
 #define NAME_IS(s) (nl == sizeof(s) - 1 && strncasecmp(p, s, nl) == 0)
             if (NAME_IS("Upgrade"))
-                up = has_token(v, vl, "websocket");
+                up = lg_ws_has_token(v, vl, "websocket");
             else if (NAME_IS("Connection"))
-                conn_up = has_token(v, vl, "upgrade");
+                conn_up = lg_ws_has_token(v, vl, "upgrade");
             else if (NAME_IS("Sec-WebSocket-Version"))
                 version = vl == 2 && memcmp(v, "13", 2) == 0;
             else if (NAME_IS("Sec-WebSocket-Key")) {
