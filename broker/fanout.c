@@ -73,7 +73,7 @@ int lk_fanout_publish(lk_broker *b, const char *ws, size_t ws_len, const char *n
     size_t nlen = 0;
     const char *cname = ch ? lk_channel_name(ch, &nlen) : NULL;
     lk_frame *f = ch ? build((lk_span){cname, nlen}, b->scratch, dlen, from,
-                             lk_channel_seq(ch) + 1, ts, nthreads == 1)
+                             lk_channel_seq(ch) + 1, ts, nthreads == 1 && b->cfg->history > 0)
                      : NULL;
     if (!f) {
         lk_hub_unlock(b->hub);
