@@ -51,6 +51,7 @@ int lk_auth_origin_ok(lk_broker *b, struct lws *wsi)
 int lk_auth_verify(lk_broker *b, const char *tok, size_t len, lk_claims **out,
                    lk_error *err)
 {
+    lk_broker_sync_keys(b);
     lk_verify_opts opts = {
         .now = 0,
         .max_ttl = b->cfg->max_token_ttl,

@@ -130,4 +130,10 @@ void lk_broker_signal(lk_broker *b, int signo);
  * acts on stop and reload requests (main.c). */
 void lk_broker_wake(lk_broker *b);
 
+/* Reloads this thread's key table if thread 0 has announced a change that
+ * this thread has not taken yet. Called before every key check, so that
+ * once any thread has acted on a revocation no other thread accepts the
+ * key (the wake-up alone could arrive after the next request). */
+void lk_broker_sync_keys(lk_broker *b);
+
 #endif

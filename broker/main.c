@@ -237,14 +237,19 @@ void lk_broker_wake(lk_broker *b)
         b->reloads = reloads;
         reload(b);
     }
+    lk_broker_sync_keys(b);
+}
+
+void lk_broker_sync_keys(lk_broker *b)
+{
     unsigned keys = lk_hub_key_changes(b->hub);
-    if (keys != b->key_changes) {
-        b->key_changes = keys;
-        if (b->thread != 0) {
-            reload_keys(b);
-            if (lk_hub_keys_reloaded(b->hub))
-                log_keys_reloaded(b);
-        }
+    if (keys == b->key_changes)
+        return;
+    b->key_changes = keys;
+    if (b->thread != 0) {
+        reload_keys(b);
+        if (lk_hub_keys_reloaded(b->hub))
+            log_keys_reloaded(b);
     }
 }
 
