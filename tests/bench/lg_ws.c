@@ -68,6 +68,41 @@ size_t lg_ws_head_end(const char *buf, size_t len)
     return 0;
 }
 
+int lg_ws_next_header(const char **pos, const char *end, const char **name, size_t *nlen,
+                      const char **val, size_t *vlen)
+{
+    const char *p = *pos;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            return 0;
+        size_t ll = (size_t)(eol - p);
+        if (ll && p[ll - 1] == '\r')
+            ll--;
+        if (ll == 0)
+            return 0;
+        *pos = eol + 1;
+        const char *colon = memchr(p, ':', ll);
+        if (colon) {
+            const char *v = colon + 1;
+            size_t vl = ll - (size_t)(colon - p) - 1;
+            while (vl && (*v == ' ' || *v == '\t')) {
+                v++;
+                vl--;
+            }
+            while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+                vl--;
+            *name = p;
+            *nlen = (size_t)(colon - p);
+            *val = v;
+            *vlen = vl;
+            return 1;
+        }
+        p = eol + 1; /* a line with no colon: skipped */
+    }
+    return 0;
+}
+
 int lg_ws_has_token(const char *v, size_t vlen, const char *tok)
 {
     size_t tl = strlen(tok), i = 0;
@@ -102,44 +137,24 @@ int lg_ws_check_response(const char *head, size_t len, const char *key,
     }
     lg_ws_accept_for(key, want);
 
-    const char *p = memchr(head, '\n', len);
-    const char *end = head + len;
-    while (p && p + 1 < end) {
-        const char *line = p + 1;
-        const char *eol = memchr(line, '\n', (size_t)(end - line));
-        if (!eol)
-            break;
-        size_t llen = (size_t)(eol - line);
-        if (llen && line[llen - 1] == '\r')
-            llen--;
-        if (llen == 0)
-            break;
-        const char *colon = memchr(line, ':', llen);
-        if (colon) {
-            size_t nlen = (size_t)(colon - line);
-            const char *v = colon + 1;
-            size_t vlen = llen - nlen - 1;
-            while (vlen && (*v == ' ' || *v == '\t')) {
-                v++;
-                vlen--;
-            }
-            while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-                vlen--;
+    const char *p = memchr(head, '\n', len), *end = head + len, *line, *v;
+    size_t nlen, vlen;
+    if (p)
+        p++;
+    while (p && lg_ws_next_header(&p, end, &line, &nlen, &v, &vlen)) {
 #define NAME_IS(s) (nlen == sizeof(s) - 1 && strncasecmp(line, s, nlen) == 0)
-            if (NAME_IS("Upgrade"))
-                upgrade = lg_ws_has_token(v, vlen, "websocket");
-            else if (NAME_IS("Connection"))
-                connection = lg_ws_has_token(v, vlen, "upgrade");
-            else if (NAME_IS("Sec-WebSocket-Accept"))
-                accept = want[0] && vlen == LG_WS_ACCEPT_BYTES && memcmp(v, want, vlen) == 0;
-            else if (NAME_IS("Sec-WebSocket-Protocol")) {
-                proto_seen = 1;
-                proto = subprotocol && vlen == strlen(subprotocol) &&
-                        memcmp(v, subprotocol, vlen) == 0;
-            }
-#undef NAME_IS
+        if (NAME_IS("Upgrade"))
+            upgrade = lg_ws_has_token(v, vlen, "websocket");
+        else if (NAME_IS("Connection"))
+            connection = lg_ws_has_token(v, vlen, "upgrade");
+        else if (NAME_IS("Sec-WebSocket-Accept"))
+            accept = want[0] && vlen == LG_WS_ACCEPT_BYTES && memcmp(v, want, vlen) == 0;
+        else if (NAME_IS("Sec-WebSocket-Protocol")) {
+            proto_seen = 1;
+            proto = subprotocol && vlen == strlen(subprotocol) &&
+                    memcmp(v, subprotocol, vlen) == 0;
         }
-        p = eol;
+#undef NAME_IS
     }
     if (!upgrade || !connection) {
         snprintf(why, why_len, "missing Upgrade/Connection headers");

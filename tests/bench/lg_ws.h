@@ -46,6 +46,12 @@ size_t lg_ws_request(char *out, size_t cap, const char *host, int port, const ch
 /* Length of the response head (through the blank line) at the start of
  * `buf`, or 0 if it is not complete yet. */
 size_t lg_ws_head_end(const char *buf, size_t len);
+/* The next "Name: value" line of a head from *pos (which starts just past
+ * the request or status line): name and value, the value without
+ * surrounding blanks; advances *pos. 0 at the blank line or the end. Lines
+ * with no colon are skipped. */
+int lg_ws_next_header(const char **pos, const char *end, const char **name, size_t *nlen,
+                      const char **val, size_t *vlen);
 /* Case-insensitive search for `tok` as a comma-separated element of a
  * header value of `vlen` bytes, e.g. "keep-alive, Upgrade". */
 int lg_ws_has_token(const char *v, size_t vlen, const char *tok);

@@ -446,39 +446,21 @@ static void upgrade(conn *c, const char *h, size_t len)
     int up = 0, conn_up = 0, version = 0;
     const char *key = NULL;
     size_t klen = 0;
-    const char *p = eol + 1, *end = h + len;
-    while (p < end) {
-        const char *e = memchr(p, '\n', (size_t)(end - p));
-        if (!e)
-            break;
-        size_t ll = (size_t)(e - p);
-        if (ll && p[ll - 1] == '\r')
-            ll--;
-        const char *colon = memchr(p, ':', ll);
-        if (colon) {
-            size_t nl = (size_t)(colon - p);
-            const char *v = colon + 1;
-            size_t vl = ll - nl - 1;
-            while (vl && (*v == ' ' || *v == '\t')) {
-                v++;
-                vl--;
-            }
-            while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-                vl--;
-#define NAME_IS(s) (nl == sizeof(s) - 1 && strncasecmp(p, s, nl) == 0)
-            if (NAME_IS("Upgrade"))
-                up = lg_ws_has_token(v, vl, "websocket");
-            else if (NAME_IS("Connection"))
-                conn_up = lg_ws_has_token(v, vl, "upgrade");
-            else if (NAME_IS("Sec-WebSocket-Version"))
-                version = vl == 2 && memcmp(v, "13", 2) == 0;
-            else if (NAME_IS("Sec-WebSocket-Key")) {
-                key = v;
-                klen = vl;
-            }
-#undef NAME_IS
+    const char *p = eol + 1, *end = h + len, *name, *v;
+    size_t nl, vl;
+    while (lg_ws_next_header(&p, end, &name, &nl, &v, &vl)) {
+#define NAME_IS(s) (nl == sizeof(s) - 1 && strncasecmp(name, s, nl) == 0)
+        if (NAME_IS("Upgrade"))
+            up = lg_ws_has_token(v, vl, "websocket");
+        else if (NAME_IS("Connection"))
+            conn_up = lg_ws_has_token(v, vl, "upgrade");
+        else if (NAME_IS("Sec-WebSocket-Version"))
+            version = vl == 2 && memcmp(v, "13", 2) == 0;
+        else if (NAME_IS("Sec-WebSocket-Key")) {
+            key = v;
+            klen = vl;
         }
-        p = e + 1;
+#undef NAME_IS
     }
     if (!up || !conn_up || !version || klen != LG_WS_KEY_BYTES) {
         refuse(c, "400 Bad Request");
