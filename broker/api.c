@@ -169,7 +169,7 @@ static cJSON *parse_object(const lk_http_req *req, lk_http_resp *resp,
 static const lk_apikey *authenticate(const lk_http_req *req, lk_http_resp *resp)
 {
     lk_broker *b = req->b;
-    lk_broker_sync_keys(b);
+    lk_broker_poll_keys(b);
     lk_api *api = b->api;
     char hdr[AUTH_HEADER_BYTES];
     int n = lws_hdr_copy(req->wsi, hdr, sizeof hdr, WSI_TOKEN_HTTP_AUTHORIZATION);

@@ -136,4 +136,10 @@ void lk_broker_wake(lk_broker *b);
  * key (the wake-up alone could arrive after the next request). */
 void lk_broker_sync_keys(lk_broker *b);
 
+/* lk_broker_sync_keys, then a look at the registry itself (one cheap
+ * query), announcing a change to the other threads. For the HTTP API,
+ * whose key cache misses read the registry directly: a miss on one thread
+ * must not refuse a key that another thread's cache still accepts. */
+void lk_broker_poll_keys(lk_broker *b);
+
 #endif

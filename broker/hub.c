@@ -25,7 +25,6 @@ struct lk_hub {
     atomic_int stop;
     atomic_uint reloads;
     atomic_uint key_changes;
-    atomic_size_t keys_pending;   /* threads yet to reload after one */
     inbox in[];
 };
 
@@ -189,11 +188,8 @@ void lk_hub_request(lk_hub *h, int what)
         atomic_store(&h->stop, 1);
     else if (what == LK_HUB_RELOAD)
         atomic_fetch_add(&h->reloads, 1);
-    else if (what == LK_HUB_KEYS) {
-        /* Every thread but the one asking. */
-        atomic_store(&h->keys_pending, h->nthreads - 1);
+    else if (what == LK_HUB_KEYS)
         atomic_fetch_add(&h->key_changes, 1);
-    }
     for (size_t t = 0; t < h->nthreads; t++)
         lk_hub_wake(h, t);
 }
@@ -213,10 +209,3 @@ unsigned lk_hub_key_changes(const lk_hub *h)
     return atomic_load(&((lk_hub *)h)->key_changes);
 }
 
-int lk_hub_keys_reloaded(lk_hub *h)
-{
-    size_t left = atomic_load(&h->keys_pending);
-    while (left && !atomic_compare_exchange_weak(&h->keys_pending, &left, left - 1))
-        ;
-    return left == 1;
-}

@@ -88,8 +88,5 @@ int lk_hub_stopping(const lk_hub *h);
 /* Grow by one per reload or keys request. */
 unsigned lk_hub_reloads(const lk_hub *h);
 unsigned lk_hub_key_changes(const lk_hub *h);
-/* A thread has reloaded its keys after a keys request: returns 1 for the
- * last of the threads asked. */
-int lk_hub_keys_reloaded(lk_hub *h);
 
 #endif

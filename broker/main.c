@@ -119,21 +119,27 @@ static int reload_keys(lk_broker *b)
     return changed;
 }
 
-/* Thread 0 polls the registry and has the other threads reload when it
- * changed; "keys reloaded" is logged once every thread has, so a key
- * revoked or rotated is in force everywhere from that line on. The other
- * threads' timers only record when keys were last used. */
+/* A thread that found the registry changed tells the others, which take
+ * the change before their next key check (lk_broker_sync_keys) and close
+ * their revoked sessions on the wake-up; so from the "keys reloaded" line
+ * on, no thread accepts a key revoked before it. */
+static void announce_keys(lk_broker *b)
+{
+    if (lk_hub_threads(b->hub) > 1)
+        lk_hub_request(b->hub, LK_HUB_KEYS);
+    b->key_changes = lk_hub_key_changes(b->hub);
+    log_keys_reloaded(b);
+}
+
+/* Thread 0 polls the registry every KEY_POLL_US; the other threads' timers
+ * only record when keys were last used. */
 static void on_key_poll(lws_sorted_usec_list_t *sul)
 {
     lk_broker *b = lws_container_of(sul, lk_broker, sul_poll);
     if (++b->polls % TOUCH_EVERY_POLLS == 0)
         flush_key_use(b);
-    if (b->thread == 0 && reload_keys(b)) {
-        if (lk_hub_threads(b->hub) > 1)
-            lk_hub_request(b->hub, LK_HUB_KEYS);
-        else
-            log_keys_reloaded(b);
-    }
+    if (b->thread == 0)
+        lk_broker_poll_keys(b);
     /* Messages posted while a wake-up was being handled wait for the
      * next one; this keeps any such entry from waiting longer. */
     lk_fanout_drain(b);
@@ -246,11 +252,14 @@ void lk_broker_sync_keys(lk_broker *b)
     if (keys == b->key_changes)
         return;
     b->key_changes = keys;
-    if (b->thread != 0) {
-        reload_keys(b);
-        if (lk_hub_keys_reloaded(b->hub))
-            log_keys_reloaded(b);
-    }
+    reload_keys(b);
+}
+
+void lk_broker_poll_keys(lk_broker *b)
+{
+    lk_broker_sync_keys(b);
+    if (reload_keys(b))
+        announce_keys(b);
 }
 
 /* ------------------------------------------------------------ main */

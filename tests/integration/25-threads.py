@@ -130,4 +130,31 @@ async def test_one_broker_over_two_threads(env):
     h.eq({code for code, _ in codes[1:]}, {1001}, "every connection closed with 1001")
 
 
-h.main(setup, [test_one_broker_over_two_threads])
+def get_key(port, key):
+    status, _, _ = h.http_request(port, "GET", "/v1/key",
+                                  headers={"Authorization": "Bearer " + key.raw})
+    return status
+
+
+async def test_revocation_holds_on_every_thread(env):
+    """Once any request is refused after a revocation, every later one is,
+    whichever thread serves it (each request is a new connection, spread
+    over the threads by the kernel) and whether or not its API key cache
+    held the key."""
+    b = env.broker(env.reg, ["--threads", "2"], log_level="info")
+    k = env.reg.create_key("ws_threads", name="revoke-me")
+    deadline = asyncio.get_running_loop().time() + h.T(3)
+    while get_key(b.port, k) != 200:
+        h.check(asyncio.get_running_loop().time() < deadline, "new key accepted")
+        await asyncio.sleep(0.05)
+    # Now one thread has the key in its cache and the other, likely, not:
+    # a miss there reads the registry itself.
+    env.reg.revoke(k.kid)
+    deadline = asyncio.get_running_loop().time() + h.T(3)
+    while get_key(b.port, k) != 401:
+        h.check(asyncio.get_running_loop().time() < deadline, "revocation takes effect")
+    h.eq([get_key(b.port, k) for _ in range(40)], [401] * 40,
+         "refused on every thread from then on")
+
+
+h.main(setup, [test_one_broker_over_two_threads, test_revocation_holds_on_every_thread])
